@@ -1,0 +1,55 @@
+# The two commands of the README: `make run` (the whole dev stack) and `make test` (everything
+# the suite needs, then lint, types and tests). Both create or update .venv themselves.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+RUNTIME_STAMP := $(VENV)/.runtime-installed
+TEST_STAMP := $(VENV)/.test-installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: run test lint typecheck pytest chromium clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUNTIME_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@ $(RUNTIME_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+run: $(RUNTIME_STAMP) $(NODE_STAMP)
+	$(PY) manage.py devstack
+
+test: $(TEST_STAMP) $(NODE_STAMP) chromium lint typecheck pytest
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(TEST_STAMP)
+	$(VENV)/bin/mypy .
+
+pytest: $(TEST_STAMP) $(NODE_STAMP) chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The browser tests use Chromium from CHROMIUM_PATH or PATH, else Playwright's own download;
+# when none can be had the run stops here and says so (a browser test is never skipped).
+chromium: $(TEST_STAMP)
+	@if [ -n "$$CHROMIUM_PATH" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		true; \
+	else \
+		$(VENV)/bin/playwright install chromium || { \
+			echo "Chromium is missing: install it (Debian: apt-get install chromium) or set CHROMIUM_PATH" >&2; exit 1; }; \
+	fi
+
+clean:
+	rm -rf $(VENV) node_modules var

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import os
+
+from celery import Task, shared_task
+
+from doctor.services import heartbeat_record, heartbeats_prune
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, soft_time_limit=10, time_limit=20)
+def heartbeat_task(self: Task, component: str) -> None:
+    heartbeat_record(
+        component=component,
+        hostname=self.request.hostname or "",
+        metrics={"pid": os.getpid(), "queue": (self.request.delivery_info or {}).get("routing_key")},
+    )
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def heartbeats_prune_task() -> int:
+    return heartbeats_prune()

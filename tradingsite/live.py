@@ -1,0 +1,48 @@
+"""Live pushes to open dashboard pages over the channel layer.
+
+Channels delivers at most once and drops messages for clients over capacity, so every push
+carries a sequence number from one Redis counter per group: a page that sees a gap asks for a
+fresh snapshot instead of drifting. Pushes are sent only after the surrounding transaction
+commits, so a page never shows a change that was rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from tradingsite.redisconn import redis_client, redis_key
+
+logger = logging.getLogger(__name__)
+
+DASHBOARD_GROUP = "dashboard"
+
+
+def live_sequence(*, group: str = DASHBOARD_GROUP) -> int:
+    """The sequence number of the last push to ``group`` (0 before the first)."""
+    value = redis_client().get(redis_key("live-seq", group))
+    return int(value) if value is not None else 0
+
+
+def live_push(*, event: str, data: dict[str, Any], group: str = DASHBOARD_GROUP) -> None:
+    """Push ``event`` (``"<app>.<what>"``, e.g. ``"doctor.heartbeat"``) once the transaction commits."""
+    transaction.on_commit(lambda: _send(event=event, data=data, group=group))
+
+
+def _send(*, event: str, data: dict[str, Any], group: str) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        seq = int(redis_client().incr(redis_key("live-seq", group)))
+        async_to_sync(layer.group_send)(
+            group, {"type": "live.push", "event": event, "seq": seq, "data": data}
+        )
+    except Exception:
+        # A push is a convenience for open pages; the database already holds the truth and
+        # a page re-syncs on the next sequence gap, so a push failure must not fail the caller.
+        logger.exception("live push %s to %s failed", event, group)

@@ -1,0 +1,91 @@
+"""Every periodic schedule, declared in one place and loaded into django-celery-beat.
+
+``schedules_sync`` only adds the schedules that are missing: an operator's edits in the admin
+(interval, enabled flag, queue) survive every later deployment. Each message expires after one
+interval, so a backlog (beat running while the workers were down) never replays stale runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.apps import AppConfig
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    task: str
+    every_seconds: int
+    queue: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+SCHEDULES: tuple[Schedule, ...] = (
+    Schedule(
+        name="heartbeat: worker",
+        task="doctor.tasks.heartbeat_task",
+        every_seconds=10,
+        queue="default",
+        kwargs={"component": "worker"},
+        description="The executor/default worker proves it is alive (and beat with it).",
+    ),
+    Schedule(
+        name="heartbeat: ml",
+        task="doctor.tasks.heartbeat_task",
+        every_seconds=10,
+        queue="ml",
+        kwargs={"component": "ml"},
+        description="The ML worker proves it is alive.",
+    ),
+    Schedule(
+        name="heartbeats: prune",
+        task="doctor.tasks.heartbeats_prune_task",
+        every_seconds=3600,
+        queue="default",
+        description="Drop heartbeats older than the retention window.",
+    ),
+)
+
+
+def schedules_sync(*, schedules: tuple[Schedule, ...] = SCHEDULES) -> list[str]:
+    """Create the declared schedules that do not exist yet; return the names created."""
+    created: list[str] = []
+    with transaction.atomic():
+        existing = set(
+            PeriodicTask.objects.filter(name__in=[s.name for s in schedules]).values_list(
+                "name", flat=True
+            )
+        )
+        for schedule in schedules:
+            if schedule.name in existing:
+                continue
+            interval, _ = IntervalSchedule.objects.get_or_create(
+                every=schedule.every_seconds, period=IntervalSchedule.SECONDS
+            )
+            PeriodicTask.objects.create(
+                name=schedule.name,
+                task=schedule.task,
+                interval=interval,
+                queue=schedule.queue,
+                kwargs=json.dumps(schedule.kwargs),
+                expire_seconds=schedule.every_seconds,
+                description=schedule.description,
+            )
+            created.append(schedule.name)
+    if created:
+        logger.info("schedules created: %s", ", ".join(created))
+    return created
+
+
+def schedules_sync_after_migrate(sender: AppConfig, **kwargs: Any) -> None:
+    # post_migrate also runs for test databases; the plan is empty when nothing was applied.
+    schedules_sync()

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+from django.views.generic import TemplateView
+
+from tradingsite.health import readiness
+
+TABS = (
+    ("overview", "Overview"),
+    ("router-health", "Router Health"),
+    ("risk", "Risk"),
+    ("ml-insights", "ML Insights"),
+    ("doctor", "Doctor"),
+)
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    probes = readiness()
+    ready = all(probe.ok for probe in probes)
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": [asdict(p) for p in probes]},
+        status=200 if ready else 503,
+    )
+
+
+class DashboardTabView(LoginRequiredMixin, TemplateView):
+    tab = ""
+
+    def get_template_names(self) -> list[str]:
+        return [f"dashboard/{self.tab}.html"]
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "tabs": TABS, "active_tab": self.tab}
