@@ -16,7 +16,9 @@ class Heartbeat(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["component", "-created_at"], name="heartbeat_component_time")]
+        indexes = [
+            models.Index(fields=["component", "-created_at"], name="heartbeat_component_time")
+        ]
 
     def __str__(self) -> str:
         return f"{self.component}@{self.hostname} {self.created_at:%Y-%m-%d %H:%M:%S}"

@@ -92,6 +92,6 @@ def incident_open(
 
 def incident_resolve(*, component: str, code: str, at: datetime | None = None) -> int:
     """Resolve the open incident for component+code; return how many were resolved (0 or 1)."""
-    return Incident.objects.filter(
-        component=component, code=code, resolved_at__isnull=True
-    ).update(resolved_at=at or timezone.now())
+    return Incident.objects.filter(component=component, code=code, resolved_at__isnull=True).update(
+        resolved_at=at or timezone.now()
+    )

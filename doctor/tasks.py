@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Task, shared_task
 
@@ -8,11 +9,14 @@ from doctor.services import heartbeat_record, heartbeats_prune
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, soft_time_limit=10, time_limit=20)
-def heartbeat_task(self: Task, component: str) -> None:
+def heartbeat_task(self: Task[Any, Any], component: str) -> None:
     heartbeat_record(
         component=component,
         hostname=self.request.hostname or "",
-        metrics={"pid": os.getpid(), "queue": (self.request.delivery_info or {}).get("routing_key")},
+        metrics={
+            "pid": os.getpid(),
+            "queue": (self.request.delivery_info or {}).get("routing_key"),
+        },
     )
 
 

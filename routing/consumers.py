@@ -40,7 +40,10 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
         if isinstance(content, dict) and content.get("action") == "resync":
             await self.send_json(await database_sync_to_async(dashboard_snapshot)())
 
-    async def live_push(self, message: dict[str, Any]) -> None:
+    async def forward(self, message: dict[str, Any]) -> None:
         await self.send_json(
-            {"event": message["event"], "seq": message["seq"], "data": message["data"]}
+            {"event": message["type"], "seq": message["seq"], "data": message["data"]}
         )
+
+    # One handler per live event (Channels maps "doctor.heartbeat" to doctor_heartbeat).
+    doctor_heartbeat = forward

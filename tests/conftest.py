@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,15 +87,22 @@ class Process:
         self._log.close()
 
 
-def wait_for(condition: Any, *, timeout: float = 60.0, interval: float = 0.1, what: str = "") -> Any:
-    """Poll ``condition`` until it returns a truthy value (generous timeouts, never a speed test)."""
+def wait_for(
+    condition: Callable[[], Any],
+    *,
+    timeout: float = 60.0,
+    interval: float = 0.1,
+    what: str | Callable[[], str] = "",
+) -> Any:
+    """Poll ``condition`` until it is truthy (generous timeouts, never a speed test)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {described}")
         time.sleep(interval)
 
 
@@ -105,19 +112,32 @@ def celery_worker_process(transactional_db: None) -> Iterator[Process]:
     process = Process(
         "celery-worker",
         [
-            sys.executable, "-m", "celery", "-A", "tradingsite", "worker",
-            "--queues", "default,executor,ml", "--pool", "solo",
-            "--hostname", f"test-{os.getpid()}@%h", "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "tradingsite",
+            "worker",
+            "--queues",
+            "default,executor,ml",
+            "--pool",
+            "solo",
+            "--hostname",
+            f"test-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
         ],
         child_env(),
     )
     try:
-        wait_for(
-            lambda: (process.assert_running(), "ready." in process.log())[1],
-            timeout=60,
-            what="the Celery worker to be ready",
-        )
+
+        def ready() -> bool:
+            process.assert_running()
+            return "ready." in process.log()
+
+        wait_for(ready, timeout=60, what="the Celery worker to be ready")
         yield process
     finally:
         process.stop()
@@ -129,8 +149,16 @@ def asgi_server(transactional_db: None) -> Iterator[str]:
     port = free_port()
     process = Process(
         "daphne",
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "tradingsite.asgi:application"],
+        [
+            sys.executable,
+            "-m",
+            "daphne",
+            "-b",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "tradingsite.asgi:application",
+        ],
         child_env(),
     )
 
@@ -149,12 +177,15 @@ def asgi_server(transactional_db: None) -> Iterator[str]:
 @pytest.fixture
 def operator_user(django_user_model: type[User]) -> User:
     user = django_user_model.objects.create_user(username="olive", password="a-long-secret-1")
-    user.groups.add(Group.objects.get(name="viewer"), Group.objects.get(name="operator"))
+    user.groups.add(
+        Group.objects.get_or_create(name="viewer")[0],
+        Group.objects.get_or_create(name="operator")[0],
+    )
     return user
 
 
 @pytest.fixture
 def viewer_user(django_user_model: type[User]) -> User:
     user = django_user_model.objects.create_user(username="vera", password="a-long-secret-2")
-    user.groups.add(Group.objects.get(name="viewer"))
+    user.groups.add(Group.objects.get_or_create(name="viewer")[0])
     return user

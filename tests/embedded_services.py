@@ -25,8 +25,19 @@ def pytest_load_initial_conftests(
 ) -> Generator[None, None, None]:
     os.environ["ENV"] = "test"
     os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1")
-    for name in ("ALLOW_PROD_WRITES", "VENUE", "FIRESTORE_PROJECT", "BINANCE_FUTURES_URL"):
-        os.environ.pop(name, None)
+    # Empty rather than removed, so a developer's .env cannot bring these back for the tests.
+    for name in (
+        "ALLOW_PROD_WRITES",
+        "VENUE",
+        "BINANCE_API_KEY",
+        "BINANCE_API_SECRET",
+        "BINANCE_TESTNET",
+        "BINANCE_FUTURES_URL",
+        "FIRESTORE_PROJECT",
+        "FIRESTORE_EMULATOR_HOST",
+        "SECRET_KEY",
+    ):
+        os.environ[name] = ""
     if not os.environ.get("REDIS_URL"):
         socket_path = ROOT / "var" / f"test-redis-{os.getpid()}.sock"
         # Set before the import below: importing the project package loads the settings.

@@ -30,7 +30,9 @@ def dev_admin_ensure(*, password_file: Path) -> DevAdmin:
     every run can print it again.
     """
     if settings.ENV != "dev":
-        raise PermissionError(f"the dev admin account exists only with ENV=dev (now {settings.ENV})")
+        raise PermissionError(
+            f"the dev admin account exists only with ENV=dev (now {settings.ENV})"
+        )
     user_model = get_user_model()
     with transaction.atomic():
         user = user_model.objects.filter(username=DEV_ADMIN_USERNAME).first()

@@ -17,7 +17,7 @@ with exit_on_config_error():
     # Build the Django app first: it sets Django up before any consumer module imports models.
     django_asgi_app = get_asgi_application()
 
-from routing.websockets import websocket_urlpatterns  # noqa: E402
+from routing.websockets import websocket_urlpatterns
 
 application = ProtocolTypeRouter(
     {

@@ -109,7 +109,11 @@ class Environment:
         value = self.text(name, default)
         if not value:
             return ""
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - a non-numeric or out-of-range port raises here, not later
+        except ValueError as error:
+            raise ConfigError(name, f"is not a valid URL ({error}): {value!r}") from None
         if parts.scheme not in schemes:
             allowed = ", ".join(f"{scheme}://" for scheme in schemes)
             raise ConfigError(name, f"must start with {allowed}, got {value!r}")

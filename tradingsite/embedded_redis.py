@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import signal
 import subprocess
 import time
@@ -52,13 +51,20 @@ def embedded_redis(socket_path: Path, *, timeout: float = 10.0) -> Iterator[str]
     process = subprocess.Popen(  # noqa: S603 - fixed executable and arguments
         [
             executable,
-            "--port", "0",
-            "--unixsocket", str(socket_path),
-            "--unixsocketperm", "700",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", str(socket_path.parent),
-            "--loglevel", "warning",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--unixsocketperm",
+            "700",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(socket_path.parent),
+            "--loglevel",
+            "warning",
         ],
         stdout=subprocess.DEVNULL,
         # Its own session: Ctrl-C reaches the processes using Redis, which stop first.

@@ -28,11 +28,13 @@ import ipaddress
 import logging
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from binance.base_client import BaseClient
 from django.conf import settings
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
 
 if TYPE_CHECKING:
     from binance.client import Client as BinanceClient
@@ -40,8 +42,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAINNET_FUTURES_URL = BaseClient.FUTURES_URL.format("com")
-TESTNET_FUTURES_URL = BaseClient.FUTURES_TESTNET_URL
+MAINNET_FUTURES_URL: str = BaseClient.FUTURES_URL.format("com")
+TESTNET_FUTURES_URL: str = BaseClient.FUTURES_TESTNET_URL
 _TESTNET_HOSTS = frozenset({urlsplit(TESTNET_FUTURES_URL).hostname})
 # Binance rejects recvWindow above 60 s and python-binance sends 10 s; 5 s bounds how stale a
 # signed order may be when it arrives (SPEC §13).
@@ -159,22 +161,50 @@ def check_command_write(context: GuardContext, *, command: str, allow_prod_flag:
         )
 
 
+class _RefuseMainnetAdapter(HTTPAdapter):
+    """Transport of a client handed out for a test server: no request of it may reach mainnet."""
+
+    def __init__(self, context: GuardContext) -> None:
+        super().__init__()
+        self._context = context
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        url = request.url or ""
+        if url_is_mainnet(url):
+            raise _refuse(
+                f"{urlsplit(url).hostname} is neither the futures testnet nor loopback and this "
+                f"client was handed out for {self._context.binance_url} "
+                f"(ENV={self._context.env}); orders to Binance mainnet need ENV=prod and "
+                "ALLOW_PROD_WRITES=1"
+            )
+        return super().send(request, *args, **kwargs)
+
+
 def binance_client_for_writing(*, context: GuardContext | None = None) -> BinanceClient:
     """A python-binance client for placing and cancelling futures orders, once the guard allows."""
     from binance.client import Client
 
     ctx = context or guard_context()
     check_venue_write(ctx)
+    off_mainnet = not ctx.venue_is_mainnet
+    # python-binance's testnet mode points its other routes (spot, coin-M, options and the
+    # websocket order API) at Binance's testnets, so only mainnet contexts can reach mainnet.
     client = Client(
         settings.BINANCE_API_KEY or None,
         settings.BINANCE_API_SECRET or None,
         requests_params={"timeout": settings.BINANCE_HTTP_TIMEOUT},
+        testnet=off_mainnet,
         ping=False,
     )
-    # The resolved URL (mainnet, testnet or override) is the only one the client may use.
-    client.FUTURES_URL = ctx.binance_url
-    client.testnet = False
-    client.demo = False
+    # The resolved URL (mainnet, testnet or override) is where futures orders go; the client
+    # reads FUTURES_TESTNET_URL in testnet mode and FUTURES_URL otherwise.
+    client.FUTURES_URL = client.FUTURES_TESTNET_URL = ctx.binance_url
+    client.REQUEST_RECVWINDOW = RECV_WINDOW_MS
+    if off_mainnet:
+        # Margin and portfolio-margin routes have no testnet and ignore testnet mode.
+        adapter = _RefuseMainnetAdapter(ctx)
+        client.session.mount("https://", adapter)
+        client.session.mount("http://", adapter)
     return client
 
 
@@ -196,5 +226,7 @@ def _firestore_client(project: str, emulator_host: str) -> FirestoreClient:
     from google.cloud import firestore
 
     if os.environ.get("FIRESTORE_EMULATOR_HOST", "") != emulator_host:
-        raise RuntimeError("FIRESTORE_EMULATOR_HOST in the process environment differs from settings")
+        raise RuntimeError(
+            "FIRESTORE_EMULATOR_HOST in the process environment differs from settings"
+        )
     return firestore.Client(project=project)

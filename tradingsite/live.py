@@ -29,7 +29,11 @@ def live_sequence(*, group: str = DASHBOARD_GROUP) -> int:
 
 
 def live_push(*, event: str, data: dict[str, Any], group: str = DASHBOARD_GROUP) -> None:
-    """Push ``event`` (``"<app>.<what>"``, e.g. ``"doctor.heartbeat"``) once the transaction commits."""
+    """Push ``event`` once the transaction commits.
+
+    ``event`` is ``"<app>.<what>"`` (e.g. ``"doctor.heartbeat"``); the dashboard consumer has a
+    handler of the same name (``doctor_heartbeat``) for each event it forwards.
+    """
     transaction.on_commit(lambda: _send(event=event, data=data, group=group))
 
 
@@ -39,9 +43,7 @@ def _send(*, event: str, data: dict[str, Any], group: str) -> None:
         return
     try:
         seq = int(redis_client().incr(redis_key("live-seq", group)))
-        async_to_sync(layer.group_send)(
-            group, {"type": "live.push", "event": event, "seq": seq, "data": data}
-        )
+        async_to_sync(layer.group_send)(group, {"type": event, "seq": seq, "data": data})
     except Exception:
         # A push is a convenience for open pages; the database already holds the truth and
         # a page re-syncs on the next sequence gap, so a push failure must not fail the caller.

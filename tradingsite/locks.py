@@ -7,6 +7,7 @@ skipped and counted, never queued behind the running one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,9 +50,7 @@ def single_flight(
     try:
         yield SingleFlight(name=name, acquired=True, _lock=lock)
     finally:
-        try:
+        # If the lock expired under a run that did not renew in time, another run may hold
+        # it now and must keep it: releasing then fails with LockNotOwnedError, ignored.
+        with contextlib.suppress(redis.exceptions.LockNotOwnedError):
             lock.release()
-        except redis.exceptions.LockNotOwnedError:
-            # The lock expired under a run that did not renew in time; another run may
-            # hold it now and must keep it.
-            pass

@@ -25,9 +25,7 @@ class OutboxEntry(models.Model):
         ordering = ["id"]
         verbose_name_plural = "outbox entries"
         indexes = [
-            models.Index(
-                fields=["id"], condition=Q(sent_at__isnull=True), name="outbox_unsent"
-            ),
+            models.Index(fields=["id"], condition=Q(sent_at__isnull=True), name="outbox_unsent"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -37,8 +37,11 @@ def enqueue(collection: str, doc_id: str, payload: dict[str, Any]) -> OutboxEntr
         raise OutboxError("enqueue() must be called inside the transaction of the change")
     _check_id("collection", collection)
     _check_id("doc_id", doc_id)
-    # Decimals and datetimes become strings here, once, so the mirror never sees floats.
-    normalised = json.loads(json.dumps(payload, cls=DjangoJSONEncoder, allow_nan=False))
-    if not isinstance(normalised, dict):
+    if not isinstance(payload, dict):
         raise OutboxError("payload must be a JSON object")
+    # Decimals and datetimes become strings here, once, so the mirror never sees floats.
+    try:
+        normalised = json.loads(json.dumps(payload, cls=DjangoJSONEncoder, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise OutboxError(f"payload is not JSON: {error}") from None
     return OutboxEntry.objects.create(collection=collection, doc_id=doc_id, payload=normalised)

@@ -39,13 +39,25 @@ def _dev_secret_key() -> str:
     return path.read_text().strip()
 
 
-if IS_PROD:
-    SECRET_KEY = env.required("SECRET_KEY", "when ENV=prod")
-    if len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5:
-        raise ConfigError("SECRET_KEY", "must be at least 50 characters with 5 distinct ones")
+if ENV in {"staging", "prod"}:
+    # Deployed environments never fall back to a generated key or to localhost.
+    SECRET_KEY = env.required("SECRET_KEY", f"when ENV={ENV}")
+    if (
+        len(SECRET_KEY) < 50
+        or len(set(SECRET_KEY)) < 5
+        or SECRET_KEY.startswith("django-insecure-")
+    ):
+        raise ConfigError(
+            "SECRET_KEY", "must be a random value of at least 50 characters (5 distinct ones)"
+        )
     ALLOWED_HOSTS = env.csv("ALLOWED_HOSTS", "")
     if not ALLOWED_HOSTS:
-        raise ConfigError("ALLOWED_HOSTS", "required when ENV=prod")
+        raise ConfigError("ALLOWED_HOSTS", f"required when ENV={ENV}")
+    if "*" in ALLOWED_HOSTS:
+        raise ConfigError("ALLOWED_HOSTS", f"must name the hosts, not '*', when ENV={ENV}")
+    # The embedded defaults (a SQLite file, the dev Redis socket) are for one machine only.
+    env.required("DATABASE_URL", f"when ENV={ENV}")
+    env.required("REDIS_URL", f"when ENV={ENV}")
 else:
     SECRET_KEY = env.text("SECRET_KEY") or _dev_secret_key()
     ALLOWED_HOSTS = env.csv("ALLOWED_HOSTS", "localhost,127.0.0.1")
@@ -63,6 +75,10 @@ if VENUE == "binance":
 BINANCE_TESTNET = env.flag("BINANCE_TESTNET")
 BINANCE_FUTURES_URL = env.url("BINANCE_FUTURES_URL", ("http", "https"))
 BINANCE_HTTP_TIMEOUT = float(env.positive_decimal("BINANCE_HTTP_TIMEOUT", "10"))
+if BINANCE_HTTP_TIMEOUT > 300:
+    raise ConfigError(
+        "BINANCE_HTTP_TIMEOUT", f"must be at most 300 seconds, got {BINANCE_HTTP_TIMEOUT}"
+    )
 
 SYMBOLS = [symbol.upper() for symbol in env.csv("SYMBOLS", "BTCUSDT,ETHUSDT")]
 if not SYMBOLS:
@@ -267,7 +283,7 @@ CELERY_TASK_ACKS_LATE = False
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "tradingsite.beat:HeartbeatScheduler"
 CELERY_TASK_ALWAYS_EAGER = False
 
 # --- API -------------------------------------------------------------------------------------

@@ -4,45 +4,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Heartbeat',
+            name="Heartbeat",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('component', models.CharField(max_length=64)),
-                ('hostname', models.CharField(blank=True, max_length=255)),
-                ('created_at', models.DateTimeField()),
-                ('metrics', models.JSONField(blank=True, default=dict)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("component", models.CharField(max_length=64)),
+                ("hostname", models.CharField(blank=True, max_length=255)),
+                ("created_at", models.DateTimeField()),
+                ("metrics", models.JSONField(blank=True, default=dict)),
             ],
             options={
-                'ordering': ['-created_at', '-id'],
-                'indexes': [models.Index(fields=['component', '-created_at'], name='heartbeat_component_time')],
+                "ordering": ["-created_at", "-id"],
+                "indexes": [
+                    models.Index(
+                        fields=["component", "-created_at"], name="heartbeat_component_time"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Incident',
+            name="Incident",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('component', models.CharField(max_length=64)),
-                ('code', models.CharField(max_length=64)),
-                ('severity', models.CharField(choices=[('info', 'info'), ('warning', 'warning'), ('critical', 'critical')], max_length=16)),
-                ('message', models.TextField()),
-                ('context', models.JSONField(blank=True, default=dict)),
-                ('occurrences', models.PositiveIntegerField(default=1)),
-                ('opened_at', models.DateTimeField()),
-                ('last_seen_at', models.DateTimeField()),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("component", models.CharField(max_length=64)),
+                ("code", models.CharField(max_length=64)),
+                (
+                    "severity",
+                    models.CharField(
+                        choices=[
+                            ("info", "info"),
+                            ("warning", "warning"),
+                            ("critical", "critical"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("message", models.TextField()),
+                ("context", models.JSONField(blank=True, default=dict)),
+                ("occurrences", models.PositiveIntegerField(default=1)),
+                ("opened_at", models.DateTimeField()),
+                ("last_seen_at", models.DateTimeField()),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-opened_at', '-id'],
-                'indexes': [models.Index(fields=['resolved_at', '-opened_at'], name='incident_open_recent')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('resolved_at__isnull', True)), fields=('component', 'code'), name='incident_one_open_per_component_code'), models.CheckConstraint(condition=models.Q(('resolved_at__isnull', True), ('resolved_at__gte', models.F('opened_at')), _connector='OR'), name='incident_resolved_after_opened')],
+                "ordering": ["-opened_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["resolved_at", "-opened_at"], name="incident_open_recent")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("resolved_at__isnull", True)),
+                        fields=("component", "code"),
+                        name="incident_one_open_per_component_code",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("resolved_at__isnull", True),
+                            ("resolved_at__gte", models.F("opened_at")),
+                            _connector="OR",
+                        ),
+                        name="incident_resolved_after_opened",
+                    ),
+                ],
             },
         ),
     ]

@@ -33,7 +33,7 @@
       xAxis: { type: "time" },
       yAxis: { type: "value", name: "s" },
       series: [...series.entries()].map(([name, points]) => ({
-        name, type: "line", showSymbol: false, data: points,
+        name, type: "line", showSymbol: points.length < 60, data: points,
       })),
     }, { replaceMerge: ["series"] });
   }
