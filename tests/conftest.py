@@ -143,24 +143,16 @@ def celery_worker_process(transactional_db: None) -> Iterator[Process]:
         process.stop()
 
 
+def daphne_command(port: int) -> list[str]:
+    server = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port)]
+    return [*server, "tradingsite.asgi:application"]
+
+
 @pytest.fixture
 def asgi_server(transactional_db: None) -> Iterator[str]:
     """The real ASGI server (daphne) on a free port; yields its base URL."""
     port = free_port()
-    process = Process(
-        "daphne",
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "tradingsite.asgi:application",
-        ],
-        child_env(),
-    )
+    process = Process("daphne", daphne_command(port), child_env())
 
     def listening() -> bool:
         process.assert_running()

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import urlopen
@@ -9,7 +8,7 @@ from urllib.request import urlopen
 import pytest
 from django.test import Client
 
-from tests.conftest import Process, child_env, free_port, wait_for
+from tests.conftest import Process, child_env, daphne_command, free_port, wait_for
 from tradingsite.redisconn import redis_client
 
 
@@ -51,16 +50,7 @@ def test_readyz_answers_503_from_a_server_whose_database_is_unreachable() -> Non
     port = free_port()
     process = Process(
         "daphne-no-database",
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "tradingsite.asgi:application",
-        ],
+        daphne_command(port),
         {**child_env(), "DATABASE_URL": "postgres://nobody@127.0.0.1:1/none"},
     )
     try:
