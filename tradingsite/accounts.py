@@ -50,3 +50,22 @@ def dev_admin_ensure(*, password_file: Path) -> DevAdmin:
             password_file.chmod(0o600)
         user.groups.add(*Group.objects.filter(name__in=[VIEWER_GROUP, OPERATOR_GROUP]))
     return DevAdmin(DEV_ADMIN_USERNAME, password_file.read_text().strip(), created)
+
+
+def is_viewer(user: object) -> bool:
+    """Viewers and operators (and superusers) may read everything."""
+    return is_operator(user) or _in_group(user, VIEWER_GROUP)
+
+
+def _in_group(user: object, name: str) -> bool:
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return False
+    groups = getattr(user, "groups", None)
+    return groups is not None and bool(groups.filter(name=name).exists())
+
+
+def is_operator(user: object) -> bool:
+    """Operators (and superusers) may change state; viewers only read."""
+    if getattr(user, "is_superuser", False) and getattr(user, "is_active", False):
+        return True
+    return _in_group(user, OPERATOR_GROUP)

@@ -1,0 +1,93 @@
+"""The values risk decisions are made from: plain, immutable, Django-free.
+
+``Limits`` are the limits in force for one symbol (global defaults merged with that symbol's
+overrides, size limits already scaled by the autotuner). ``AccountView`` is what a pre-trade
+check needs of the live risk state. A limit ``L`` allows values ``<= L`` and refuses ``> L``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from tradingsite.decimals import quantize
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_order_notional: Decimal  # USDT per order
+    max_position_notional: Decimal  # USDT per symbol, after the order
+    max_gross_exposure: Decimal  # USDT, sum of |position| x mark over symbols
+    max_leverage: Decimal  # gross exposure / NAV
+    max_daily_loss: Decimal  # fraction of the day's starting (cash-flow-adjusted) value
+    max_drawdown: Decimal  # fraction below the (cash-flow-adjusted) peak
+    max_open_orders: int
+    loss_streak_limit: int  # losing trades in a row that start a cooldown
+    loss_streak_cooldown: timedelta
+    min_liquidation_distance: Decimal  # adverse move (fraction) the account must survive
+    autotune_floor: Decimal  # lowest multiplier the autotuner may apply, in (0, 1]
+    kill_switch: bool
+
+
+# The limits the autotuner scales (it never touches loss, drawdown or the kill switch).
+SIZE_LIMITS = ("max_order_notional", "max_position_notional", "max_gross_exposure")
+
+
+def limits_scaled(configured: Limits, *, multiplier: Decimal) -> Limits:
+    """Size limits x multiplier (clamped to [floor, 1]); never above the configured value."""
+    clamped = min(Decimal(1), max(configured.autotune_floor, multiplier))
+    return replace(
+        configured,
+        max_order_notional=quantize(configured.max_order_notional * clamped),
+        max_position_notional=quantize(configured.max_position_notional * clamped),
+        max_gross_exposure=quantize(configured.max_gross_exposure * clamped),
+    )
+
+
+def limits_as_dict(limits: Limits) -> dict[str, str | int | bool]:
+    result: dict[str, str | int | bool] = {}
+    for field in fields(limits):
+        value = getattr(limits, field.name)
+        if isinstance(value, timedelta):
+            result[field.name] = int(value.total_seconds())
+        elif isinstance(value, bool | int):
+            result[field.name] = value
+        else:
+            result[field.name] = str(value)
+    return result
+
+
+@dataclass(frozen=True)
+class AccountView:
+    nav: Decimal
+    drawdown: Decimal  # >= 0
+    daily_loss: Decimal  # >= 0, fraction lost since the day started
+    loss_streak: int
+    cooldown_until: datetime | None
+    halted: bool
+    halt_reason: str
+    open_orders: int
+
+
+@dataclass(frozen=True)
+class OrderIntent:
+    symbol: str
+    side: Side
+    quantity: Decimal  # > 0, base asset
+    price: Decimal  # > 0, the price the notional is valued at (decision / mark)
+    reduce_only: bool = False
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+    @property
+    def notional(self) -> Decimal:
+        return self.quantity * self.price
