@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint typecheck pytest chromium clean
+.PHONY: run test lint typecheck pytest chromium bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ typecheck: $(TEST_STAMP)
 
 pytest: $(TEST_STAMP) $(NODE_STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks beside their baselines, same run; rewrites docs/benchmarks.md.
+bench: $(TEST_STAMP)
+	$(PY) -m tests.benchmarks.run
 
 # The browser tests use Chromium from CHROMIUM_PATH or PATH, else Playwright's own download;
 # when none can be had the run stops here and says so (a browser test is never skipped).

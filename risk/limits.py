@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from enum import StrEnum
 
-from tradingsite.decimals import quantize
+from tradingsite.decimals import STEP
 
 
 class Side(StrEnum):
@@ -37,17 +37,25 @@ class Limits:
 
 
 # The limits the autotuner scales (it never touches loss, drawdown or the kill switch).
+# max_leverage is not scaled: with gross exposure scaled, the leverage it allows shrinks too.
 SIZE_LIMITS = ("max_order_notional", "max_position_notional", "max_gross_exposure")
 
 
 def limits_scaled(configured: Limits, *, multiplier: Decimal) -> Limits:
     """Size limits x multiplier (clamped to [floor, 1]); never above the configured value."""
     clamped = min(Decimal(1), max(configured.autotune_floor, multiplier))
+
+    def scaled(limit: Decimal) -> Decimal:
+        # Rounded down (a cap is never above configured x multiplier), but never below the
+        # floor's own value rounded up; both stay within the configured limit.
+        lowest = (limit * configured.autotune_floor).quantize(STEP, rounding=ROUND_CEILING)
+        return max((limit * clamped).quantize(STEP, rounding=ROUND_FLOOR), lowest)
+
     return replace(
         configured,
-        max_order_notional=quantize(configured.max_order_notional * clamped),
-        max_position_notional=quantize(configured.max_position_notional * clamped),
-        max_gross_exposure=quantize(configured.max_gross_exposure * clamped),
+        max_order_notional=scaled(configured.max_order_notional),
+        max_position_notional=scaled(configured.max_position_notional),
+        max_gross_exposure=scaled(configured.max_gross_exposure),
     )
 
 

@@ -17,14 +17,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import numpy.typing as npt
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from doctor.models import Incident
 from doctor.services import incident_open
-from risk.limits import limits_as_dict
-from risk.models import RiskLimit, RiskSnapshot, RiskState
+from risk.autotune import AutotuneConfig, autotune_step
+from risk.limits import limits_as_dict, limits_scaled
+from risk.models import AutotuneEvent, RiskLimit, RiskSnapshot, RiskState
 from risk.selectors import (
     STATE_FIELDS,
     limits_configured,
@@ -303,6 +305,43 @@ def risk_multiplier_set(*, multiplier: Decimal) -> RiskState:
 
     row, _ = _state_change(change)
     return row
+
+
+def risk_autotune(
+    *, returns: npt.ArrayLike, config: AutotuneConfig | None = None
+) -> AutotuneEvent | None:
+    """The executor tick's autotune step: recompute the size multiplier from the account's
+    recent returns and drawdown; when it changes, apply it and record an AutotuneEvent."""
+    values = values_from_row(risk_state_load())
+    configured = limits_configured()
+    result = autotune_step(
+        returns=returns,
+        drawdown=values.drawdown,
+        previous=values.size_multiplier,
+        floor=configured.autotune_floor,
+        config=config or AutotuneConfig(),
+    )
+    if not result.changed:
+        return None
+    with transaction.atomic():
+        risk_multiplier_set(multiplier=result.multiplier)
+        event = AutotuneEvent.objects.create(
+            inputs=result.inputs,
+            old_multiplier=values.size_multiplier,
+            new_multiplier=result.multiplier,
+            old_limits=limits_as_dict(limits_scaled(configured, multiplier=values.size_multiplier)),
+            new_limits=limits_as_dict(limits_scaled(configured, multiplier=result.multiplier)),
+            reason=result.reason,
+        )
+        live_push(
+            event="risk.autotune",
+            data={
+                "old": str(event.old_multiplier),
+                "new": str(event.new_multiplier),
+                "reason": event.reason,
+            },
+        )
+    return event
 
 
 def kill_switch_set(*, on: bool, actor: str, reason: str) -> RiskLimit:

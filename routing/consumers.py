@@ -47,3 +47,6 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
 
     # One handler per live event (Channels maps "doctor.heartbeat" to doctor_heartbeat).
     doctor_heartbeat = forward
+    risk_state = forward
+    risk_kill_switch = forward
+    risk_autotune = forward

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests: pytest collects only test_*.py); each is timed beside its baseline."""
