@@ -1,0 +1,101 @@
+"""``make bench``: run every benchmark beside its baseline and rewrite docs/benchmarks.md.
+
+Each benchmark module has ``run() -> list[dict]`` with the keys of ``Row``; a benchmark and
+its baseline are always timed in the same run on the same machine. Benchmarks that need the
+database use their own SQLite file in var/ unless DATABASE_URL is set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ("tests.benchmarks.bench_checks", "tests.benchmarks.bench_sizing")
+
+
+def _setup_django() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
+    os.environ.setdefault("ENV", "test")
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench.sqlite3'}")
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        kib = int(meminfo.read_text().split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB memory"
+    import numpy
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores{memory}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, numpy {numpy.__version__}"
+    )
+
+
+def _seconds(value: float) -> str:
+    if value < 1e-3:
+        return f"{value * 1e6:.2f} µs"
+    if value < 1:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value:.2f} s"
+
+
+def render(rows: list[dict[str, Any]], *, machine: str, when: datetime) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (do not edit by hand). Every figure is timed beside its",
+        "baseline in the same run on the same machine; the ratio is benchmark / baseline.",
+        "",
+        f"- run: {when:%Y-%m-%d %H:%M} UTC",
+        f"- machine: {machine}",
+        "",
+        "| benchmark | time | baseline | baseline time | ratio | goal | met |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['name']} | {_seconds(row['seconds'])} | {row['baseline_name']} | "
+            f"{_seconds(row['baseline_seconds'])} | {row['ratio']:.3f}x | {row['goal']} | "
+            f"{'yes' if row['met'] else '**no**'} |"
+        )
+    notes = [row["note"] for row in rows if row.get("note")]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    _setup_django()
+    rows: list[dict[str, Any]] = []
+    for name in MODULES:
+        module = importlib.import_module(name)
+        print(f"running {name} ...", flush=True)
+        rows.extend(module.run())
+    text = render(rows, machine=_machine(), when=datetime.now(UTC))
+    (ROOT / "docs" / "benchmarks.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
