@@ -47,6 +47,13 @@ SCHEDULES: tuple[Schedule, ...] = (
         description="The ML worker proves it is alive.",
     ),
     Schedule(
+        name="risk: periodic snapshot",
+        task="risk.tasks.risk_snapshot_periodic_task",
+        every_seconds=300,
+        queue="default",
+        description="Snapshot the risk state every 5 minutes (changes snapshot themselves).",
+    ),
+    Schedule(
         name="heartbeats: prune",
         task="doctor.tasks.heartbeats_prune_task",
         every_seconds=3600,

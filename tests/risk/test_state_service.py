@@ -157,3 +157,19 @@ def test_the_kill_switch_change_is_in_the_limits_history() -> None:
     assert limits.kill_switch
     newest = limits.history.first()
     assert newest.history_change_reason == "olive: exchange incident"
+
+
+def test_the_periodic_snapshot_waits_for_a_state_and_then_for_its_interval() -> None:
+    from risk.tasks import risk_snapshot_periodic_task
+
+    assert risk_snapshot_periodic_task() is None  # no account state yet: nothing to keep
+    assert not Incident.objects.exists()
+    risk_state_load(initial_nav=Decimal("10000"), at=T0)
+    RiskSnapshot.objects.update(created_at=T0)  # the creation snapshot is old now
+
+    first = risk_snapshot_periodic_task()
+    second = risk_snapshot_periodic_task()
+
+    assert first is not None
+    assert RiskSnapshot.objects.get(pk=first).reason == "periodic"
+    assert second is None  # the newest snapshot is younger than the interval
