@@ -10,20 +10,7 @@ from simple_history.admin import SimpleHistoryAdmin
 from risk.models import AutotuneEvent, RiskLimit, RiskSnapshot, RiskState
 from risk.services import kill_switch_set, risk_halt, risk_snapshot_restore, risk_unhalt
 from tradingsite.accounts import is_operator
-from tradingsite.admin_actions import Checkbox, OperatorAdminMixin, confirmed_action
-
-
-class ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    """Records written only by services: inspectable, never edited by hand."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from tradingsite.admin_actions import Checkbox, OperatorAdminMixin, ReadOnlyAdmin, confirmed_action
 
 
 def _actor(request: HttpRequest) -> str:

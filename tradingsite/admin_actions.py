@@ -68,6 +68,19 @@ def confirmed_action(
     return decorate
 
 
+class ReadOnlyAdmin(admin.ModelAdmin[Any]):
+    """Records written only by services: inspectable, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class OperatorAdminMixin:
     """Viewers see; operators (and superusers) change and run actions."""
 

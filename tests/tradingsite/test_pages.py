@@ -103,5 +103,22 @@ def test_the_admin_lists_heartbeats_and_incidents(
         "/admin/doctor/incident/",
         "/admin/tradingsite/outboxentry/",
         "/admin/django_celery_beat/periodictask/",
+        "/admin/risk/risklimit/",
+        "/admin/risk/riskstate/",
+        "/admin/risk/risksnapshot/",
+        "/admin/risk/autotuneevent/",
+        *[
+            f"/admin/routing/{model}/"
+            for model in (
+                "instrument",
+                "marketbar",
+                "signal",
+                "order",
+                "fill",
+                "position",
+                "cashflow",
+                "navpoint",
+            )
+        ],
     ]:
         assert client.get(path).status_code == 200, path

@@ -1,0 +1,277 @@
+"""Routing records: instruments, bars, signals, orders, fills, positions, NAV and cash flows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import F, Q
+
+from tradingsite.decimals import DECIMAL_PLACES, MAX_DIGITS
+
+
+def _decimal(**kwargs: Any) -> models.DecimalField[Any, Any]:
+    return models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs)
+
+
+class Side(models.TextChoices):
+    BUY = "BUY", "buy"
+    SELL = "SELL", "sell"
+
+
+class Instrument(models.Model):
+    """A traded symbol with the venue's filters (refreshed from exchangeInfo)."""
+
+    symbol = models.CharField(max_length=30, unique=True)
+    tick_size = _decimal()
+    step_size = _decimal()
+    min_qty = _decimal()
+    max_qty = _decimal()
+    min_notional = _decimal()
+    funding_interval_hours = models.PositiveSmallIntegerField(default=8)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(tick_size__gt=0) & Q(step_size__gt=0) & Q(min_qty__gt=0),
+                name="instrument_steps_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_qty__gte=F("min_qty")), name="instrument_max_qty_at_least_min"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class MarketBar(models.Model):
+    """One closed kline (decisions use closed bars only)."""
+
+    symbol = models.CharField(max_length=30)
+    interval = models.CharField(max_length=8)
+    open_time = models.DateTimeField()
+    close_time = models.DateTimeField()
+    open = _decimal()
+    high = _decimal()
+    low = _decimal()
+    close = _decimal()
+    volume = _decimal()
+    quote_volume = _decimal(default=0)
+    trades = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["symbol", "interval", "open_time"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["symbol", "interval", "open_time"], name="marketbar_one_per_open_time"
+            ),
+            models.CheckConstraint(
+                condition=Q(high__gte=F("low"))
+                & Q(high__gte=F("open"))
+                & Q(high__gte=F("close"))
+                & Q(low__lte=F("open"))
+                & Q(low__lte=F("close"))
+                & Q(low__gt=0)
+                & Q(volume__gte=0),
+                name="marketbar_ohlc_consistent",
+            ),
+            models.CheckConstraint(
+                condition=Q(close_time__gt=F("open_time")), name="marketbar_closes_after_open"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.interval} {self.open_time:%Y-%m-%d %H:%M}"
+
+
+class Signal(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new", "new"
+        ACCEPTED = "accepted", "accepted by risk"
+        REJECTED = "rejected", "rejected by risk"
+        ROUTED = "routed", "routed"
+        EXPIRED = "expired", "expired"
+
+    created_at = models.DateTimeField()
+    source = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=30)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    strength = _decimal(help_text="Conviction in [0, 1].")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    decision_price = _decimal(null=True, blank=True)
+    risk_code = models.CharField(max_length=64, blank=True)
+    risk_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["source", "-created_at"], name="signal_source_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(strength__gte=0) & Q(strength__lte=1), name="signal_strength_unit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.side} {self.symbol} ({self.status})"
+
+
+class Order(models.Model):
+    """An order from decision to final state. ``client_order_id`` is assigned and stored before
+    the first attempt and kept across retries and restarts: it is how an unknown outcome is
+    resolved (query by origClientOrderId) instead of sending the order again."""
+
+    class Type(models.TextChoices):
+        MARKET = "MARKET", "market"
+        LIMIT = "LIMIT", "limit"
+        STOP_MARKET = "STOP_MARKET", "stop market"
+
+    class Purpose(models.TextChoices):
+        ENTRY = "entry", "entry"
+        EXIT = "exit", "exit"
+        STOP = "stop", "protective stop"
+        FLATTEN = "flatten", "flatten"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending (not sent yet)"
+        SUBMITTING = "submitting", "submitting"
+        UNKNOWN = "unknown", "unknown (sent, outcome not known)"
+        OPEN = "open", "open on the venue"
+        PARTIALLY_FILLED = "partially_filled", "partially filled"
+        FILLED = "filled", "filled"
+        CANCELED = "canceled", "canceled"
+        REJECTED = "rejected", "rejected"
+        EXPIRED = "expired", "expired"
+
+    FINAL = frozenset({Status.FILLED, Status.CANCELED, Status.REJECTED, Status.EXPIRED})
+
+    client_order_id = models.CharField(max_length=36, unique=True)
+    venue_order_id = models.CharField(max_length=64, blank=True)
+    signal = models.ForeignKey(
+        Signal, null=True, blank=True, on_delete=models.PROTECT, related_name="orders"
+    )
+    symbol = models.CharField(max_length=30)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.ENTRY)
+    quantity = _decimal()
+    price = _decimal(null=True, blank=True)
+    stop_price = _decimal(null=True, blank=True)
+    reduce_only = models.BooleanField(default=False)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    filled_quantity = _decimal(default=0)
+    decision_price = _decimal(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    decided_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    acked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+        indexes = [
+            models.Index(fields=["status", "symbol"], name="order_status_symbol"),
+            models.Index(fields=["-decided_at"], name="order_recent"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(filled_quantity__gte=0) & Q(filled_quantity__lte=F("quantity")),
+                name="order_filled_within_quantity",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_order_id} {self.side} {self.quantity} {self.symbol} ({self.status})"
+
+
+class Fill(models.Model):
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    venue_trade_id = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=30)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = _decimal()
+    price = _decimal()
+    fee = _decimal(default=0)
+    realized_pnl = _decimal(default=0)
+    filled_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-filled_at", "-id"]
+        indexes = [models.Index(fields=["symbol", "-filled_at"], name="fill_symbol_recent")]
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "venue_trade_id"], name="fill_unique_trade"),
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0) & Q(price__gt=0) & Q(fee__gte=0),
+                name="fill_amounts_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} @ {self.price}"
+
+
+class Position(models.Model):
+    """The account's net position per symbol (one-way mode), as the accounting computes it."""
+
+    symbol = models.CharField(max_length=30, unique=True)
+    quantity = _decimal(default=0, help_text="Signed: long > 0.")
+    entry_price = _decimal(default=0)
+    realized_pnl = _decimal(default=0)
+    fees = _decimal(default=0)
+    funding = _decimal(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["symbol"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity=0, entry_price=0) | (~Q(quantity=0) & Q(entry_price__gt=0)),
+                name="position_entry_iff_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.quantity} @ {self.entry_price}"
+
+
+class CashFlow(models.Model):
+    """Money moved in or out (deposit, withdrawal, transfer): it moves NAV but is not PnL."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit", "deposit"
+        WITHDRAWAL = "withdrawal", "withdrawal"
+        TRANSFER = "transfer", "transfer"
+
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = _decimal(help_text="USDT; positive in, negative out.")
+    venue_id = models.CharField(max_length=64, unique=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(amount=0), name="cashflow_amount_not_zero"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class NavPoint(models.Model):
+    at = models.DateTimeField()
+    nav = _decimal()
+    wallet = _decimal()
+    unrealized_pnl = _decimal()
+    cash_flow = _decimal(default=0, help_text="Net cash flow since the previous point.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["-at"], name="navpoint_recent")]
+
+    def __str__(self) -> str:
+        return f"NAV {self.nav} at {self.at:%Y-%m-%d %H:%M:%S}"
