@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
@@ -16,6 +17,8 @@ import redis
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.db import connection
+
+from risk.models import RiskLimit
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -181,3 +184,18 @@ def viewer_user(django_user_model: type[User]) -> User:
     user = django_user_model.objects.create_user(username="vera", password="a-long-secret-2")
     user.groups.add(Group.objects.get_or_create(name="viewer")[0])
     return user
+
+
+# The defaults a fresh install gets (from the data migration, so they cannot drift apart).
+GLOBAL_DEFAULTS = importlib.import_module("risk.migrations.0002_global_limits").DEFAULTS
+
+
+@pytest.fixture
+def global_limits(db: None) -> RiskLimit:
+    """The global limits row (transactional tests flush what migrations created)."""
+    row = RiskLimit.objects.filter(symbol="").first()
+    if row is None:
+        row = RiskLimit(symbol="", **GLOBAL_DEFAULTS)
+        row._change_reason = "default limits at install"  # type: ignore[attr-defined]
+        row.save()
+    return row

@@ -40,6 +40,25 @@ if TYPE_CHECKING:
     from binance.client import Client as BinanceClient
     from google.cloud.firestore import Client as FirestoreClient
 
+__all__ = [
+    "MAINNET_FUTURES_URL",
+    "RECV_WINDOW_MS",
+    "TESTNET_FUTURES_URL",
+    "BinanceClient",
+    "FirestoreClient",
+    "FirestoreNotConfigured",
+    "GuardContext",
+    "ProdWriteRefused",
+    "binance_client_for_writing",
+    "check_command_write",
+    "check_firestore_write",
+    "check_venue_write",
+    "firestore_client_for_writing",
+    "guard_context",
+    "resolve_binance_url",
+    "url_is_mainnet",
+]
+
 logger = logging.getLogger(__name__)
 
 MAINNET_FUTURES_URL: str = BaseClient.FUTURES_URL.format("com")

@@ -1,0 +1,165 @@
+"""The venue interface and its Binance USD-M futures implementation.
+
+A venue answers in plain values (``VenueOrderState``); every call of ``BinanceFutures`` goes
+through the one ``RetryPolicy`` (back-off with full jitter, Retry-After, -1021 re-sync) and
+raises what the policy raises: ``OutcomeUnknown`` when a request may have executed,
+``OrderNotFound`` for -2013, ``VenueRejected``, ``VenueBanned`` and ``RetriesExhausted``.
+The client comes from the environment guard and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from risk.limits import Side
+from routing.resilience import RetryPolicy
+from routing.weights import WeightBudget
+
+if TYPE_CHECKING:
+    # The type only: clients come from the guard (a test fails if one is built elsewhere).
+    from tradingsite.guard import BinanceClient
+
+
+class VenueStatus(StrEnum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+@dataclass(frozen=True)
+class VenueOrder:
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: str  # MARKET, LIMIT, STOP_MARKET
+    quantity: Decimal
+    price: Decimal | None = None
+    stop_price: Decimal | None = None
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True)
+class VenueOrderState:
+    client_order_id: str
+    venue_order_id: str
+    symbol: str
+    status: VenueStatus
+    executed_quantity: Decimal
+    average_price: Decimal
+
+
+class Venue(Protocol):
+    def submit(self, order: VenueOrder) -> VenueOrderState: ...
+
+    def query(self, *, symbol: str, client_order_id: str) -> VenueOrderState: ...
+
+    def cancel(self, *, symbol: str, client_order_id: str) -> VenueOrderState: ...
+
+    def open_orders(self) -> list[VenueOrderState]: ...
+
+
+def order_state_from_response(response: dict[str, Any]) -> VenueOrderState:
+    """Binance's order JSON (create, query and cancel answer alike) as plain values."""
+    return VenueOrderState(
+        client_order_id=str(response["clientOrderId"]),
+        venue_order_id=str(response["orderId"]),
+        symbol=str(response["symbol"]),
+        status=VenueStatus(response["status"]),
+        executed_quantity=Decimal(str(response.get("executedQty", "0"))),
+        average_price=Decimal(str(response.get("avgPrice", "0") or "0")),
+    )
+
+
+# Request weights of USD-M futures endpoints (exchangeInfo documents them per endpoint).
+WEIGHT_ORDER = 1
+WEIGHT_QUERY = 1
+WEIGHT_OPEN_ORDERS_ALL = 40
+
+
+class BinanceFutures:
+    """USD-M futures through python-binance, one-way mode."""
+
+    def __init__(
+        self,
+        *,
+        client: BinanceClient,
+        policy: RetryPolicy,
+        budget: WeightBudget | None = None,
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ) -> None:
+        self._client = client
+        self._policy = policy
+        self._budget = budget
+        self._now_ms = now_ms
+
+    def resync_clock(self) -> None:
+        """-1021: align request timestamps with the server's clock."""
+        server_ms = int(self._client.futures_time()["serverTime"])
+        self._client.timestamp_offset = server_ms - self._now_ms()
+
+    def _call(self, weight: int, fn: Callable[[], Any]) -> Any:
+        def attempt() -> Any:
+            if self._budget is not None:
+                # Nothing is reserved while reserve() asks to wait: ask again after waiting.
+                while (wait := self._budget.reserve(weight, now_ms=self._now_ms())) > 0:
+                    self._policy.sleep(wait)
+            result = fn()
+            self._observe_weight()
+            return result
+
+        return self._policy.call(attempt, on_clock_skew=self.resync_clock)
+
+    def _observe_weight(self) -> None:
+        response = getattr(self._client, "response", None)
+        used = response.headers.get("X-MBX-USED-WEIGHT-1M") if response is not None else None
+        if self._budget is not None and used is not None and str(used).isdigit():
+            self._budget.observe(int(used), now_ms=self._now_ms())
+
+    def submit(self, order: VenueOrder) -> VenueOrderState:
+        params: dict[str, Any] = {
+            "symbol": order.symbol,
+            "side": str(order.side),
+            "type": order.type,
+            "quantity": format(order.quantity, "f"),
+            "newClientOrderId": order.client_order_id,
+            "newOrderRespType": "RESULT",
+        }
+        if order.reduce_only:
+            params["reduceOnly"] = "true"
+        if order.price is not None:
+            params["price"] = format(order.price, "f")
+            params["timeInForce"] = "GTC"
+        if order.stop_price is not None:
+            params["stopPrice"] = format(order.stop_price, "f")
+        response = self._call(WEIGHT_ORDER, lambda: self._client.futures_create_order(**params))
+        return order_state_from_response(response)
+
+    def query(self, *, symbol: str, client_order_id: str) -> VenueOrderState:
+        response = self._call(
+            WEIGHT_QUERY,
+            lambda: self._client.futures_get_order(
+                symbol=symbol, origClientOrderId=client_order_id
+            ),
+        )
+        return order_state_from_response(response)
+
+    def cancel(self, *, symbol: str, client_order_id: str) -> VenueOrderState:
+        response = self._call(
+            WEIGHT_ORDER,
+            lambda: self._client.futures_cancel_order(
+                symbol=symbol, origClientOrderId=client_order_id
+            ),
+        )
+        return order_state_from_response(response)
+
+    def open_orders(self) -> list[VenueOrderState]:
+        response = self._call(WEIGHT_OPEN_ORDERS_ALL, self._client.futures_get_open_orders)
+        return [order_state_from_response(item) for item in response]
