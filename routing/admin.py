@@ -1,8 +1,22 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
-from routing.models import CashFlow, Fill, Instrument, MarketBar, NavPoint, Order, Position, Signal
+from django.contrib import admin
+from django.http import HttpRequest
+
+from routing.models import (
+    CashFlow,
+    Fill,
+    Instrument,
+    MarketBar,
+    NavPoint,
+    Order,
+    Position,
+    Signal,
+    SignalSource,
+)
+from tradingsite.accounts import is_operator
 from tradingsite.admin_actions import OperatorAdminMixin, ReadOnlyAdmin
 
 
@@ -64,3 +78,18 @@ class CashFlowAdmin(OperatorAdminMixin, ReadOnlyAdmin):
 class NavPointAdmin(OperatorAdminMixin, ReadOnlyAdmin):
     list_display = ["at", "nav", "wallet", "unrealized_pnl", "cash_flow"]
     date_hierarchy = "at"
+
+
+@admin.register(SignalSource)
+class SignalSourceAdmin(OperatorAdminMixin, admin.ModelAdmin[SignalSource]):
+    list_display = ["name", "enabled", "weight", "updated_at"]
+    list_editable = ["enabled", "weight"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return is_operator(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return is_operator(request.user)

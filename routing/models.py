@@ -14,6 +14,12 @@ def _decimal(**kwargs: Any) -> models.DecimalField[Any, Any]:
     return models.DecimalField(max_digits=MAX_DIGITS, decimal_places=DECIMAL_PLACES, **kwargs)
 
 
+def _exact(**kwargs: Any) -> models.DecimalField[Any, Any]:
+    # PnL, fees and cost bases are products of quantities and prices: kept exact (18 places)
+    # so the books add up to the venue's to the last digit.
+    return models.DecimalField(max_digits=38, decimal_places=18, **kwargs)
+
+
 class Side(models.TextChoices):
     BUY = "BUY", "buy"
     SELL = "SELL", "sell"
@@ -85,6 +91,27 @@ class MarketBar(models.Model):
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.interval} {self.open_time:%Y-%m-%d %H:%M}"
+
+
+class SignalSource(models.Model):
+    """A signal source the executor runs, switched and weighted by operators in the admin."""
+
+    name = models.CharField(max_length=64, unique=True)
+    enabled = models.BooleanField(default=True)
+    weight = _decimal(default=1, help_text="Share of the volatility-targeted size, in [0, 1].")
+    params = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(weight__gte=0) & Q(weight__lte=1), name="signalsource_weight_unit"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'on' if self.enabled else 'off'}, weight {self.weight})"
 
 
 class Signal(models.Model):
@@ -195,8 +222,11 @@ class Fill(models.Model):
     side = models.CharField(max_length=4, choices=Side.choices)
     quantity = _decimal()
     price = _decimal()
-    fee = _decimal(default=0)
-    realized_pnl = _decimal(default=0)
+    fee = _exact(default=0)
+    realized_pnl = _exact(default=0)
+    signal = models.ForeignKey(
+        Signal, null=True, blank=True, on_delete=models.PROTECT, related_name="fills"
+    )
     filled_at = models.DateTimeField()
 
     class Meta:
@@ -220,9 +250,10 @@ class Position(models.Model):
     symbol = models.CharField(max_length=30, unique=True)
     quantity = _decimal(default=0, help_text="Signed: long > 0.")
     entry_price = _decimal(default=0)
-    realized_pnl = _decimal(default=0)
-    fees = _decimal(default=0)
-    funding = _decimal(default=0)
+    entry_residue = _exact(default=0)
+    realized_pnl = _exact(default=0)
+    fees = _exact(default=0)
+    funding = _exact(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -56,7 +56,37 @@ class VenueOrderState:
     average_price: Decimal
 
 
+@dataclass(frozen=True)
+class VenueTrade:
+    """One execution, as the venue reports it (``userTrades``)."""
+
+    trade_id: str
+    venue_order_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal  # USDT
+    realized_pnl: Decimal
+    time_ms: int
+
+
+@dataclass(frozen=True)
+class VenueBar:
+    """One closed kline."""
+
+    open_time_ms: int
+    close_time_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
 class Venue(Protocol):
+    """What the executor needs of a venue. Every method may raise the resilience errors."""
+
     def submit(self, order: VenueOrder) -> VenueOrderState: ...
 
     def query(self, *, symbol: str, client_order_id: str) -> VenueOrderState: ...
@@ -64,6 +94,24 @@ class Venue(Protocol):
     def cancel(self, *, symbol: str, client_order_id: str) -> VenueOrderState: ...
 
     def open_orders(self) -> list[VenueOrderState]: ...
+
+    def trades(self, *, symbol: str, since_ms: int) -> list[VenueTrade]:
+        """Executions of ``symbol`` at or after ``since_ms``, oldest first."""
+        ...
+
+    def closed_bars(self, *, symbol: str, interval: str, since_ms: int) -> list[VenueBar]:
+        """Closed klines opening at or after ``since_ms``, oldest first."""
+        ...
+
+    def mark_prices(self) -> dict[str, Decimal]: ...
+
+    def positions(self) -> dict[str, Decimal]:
+        """Signed position quantity per symbol (one-way mode); flat symbols may be absent."""
+        ...
+
+    def wallet_balance(self) -> Decimal:
+        """USDT wallet balance (without unrealised PnL)."""
+        ...
 
 
 def order_state_from_response(response: dict[str, Any]) -> VenueOrderState:
