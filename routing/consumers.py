@@ -50,3 +50,5 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     risk_state = forward
     risk_kill_switch = forward
     risk_autotune = forward
+    routing_position = forward
+    routing_nav = forward

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from risk.limits import Side
-from routing.resilience import RetryPolicy
+from routing.resilience import RetryPolicy, VenueRejected
 from routing.weights import WeightBudget
 
 if TYPE_CHECKING:
@@ -130,6 +130,10 @@ def order_state_from_response(response: dict[str, Any]) -> VenueOrderState:
 WEIGHT_ORDER = 1
 WEIGHT_QUERY = 1
 WEIGHT_OPEN_ORDERS_ALL = 40
+WEIGHT_TRADES = 5
+WEIGHT_KLINES = 5
+WEIGHT_MARK_PRICES = 10
+WEIGHT_ACCOUNT = 5
 
 
 class BinanceFutures:
@@ -211,3 +215,66 @@ class BinanceFutures:
     def open_orders(self) -> list[VenueOrderState]:
         response = self._call(WEIGHT_OPEN_ORDERS_ALL, self._client.futures_get_open_orders)
         return [order_state_from_response(item) for item in response]
+
+    def trades(self, *, symbol: str, since_ms: int) -> list[VenueTrade]:
+        response = self._call(
+            WEIGHT_TRADES,
+            lambda: self._client.futures_account_trades(symbol=symbol, startTime=since_ms),
+        )
+        return [
+            VenueTrade(
+                trade_id=str(item["id"]),
+                venue_order_id=str(item["orderId"]),
+                symbol=str(item["symbol"]),
+                side=Side(item["side"]),
+                quantity=Decimal(str(item["qty"])),
+                price=Decimal(str(item["price"])),
+                fee=Decimal(str(item["commission"])),
+                realized_pnl=Decimal(str(item["realizedPnl"])),
+                time_ms=int(item["time"]),
+            )
+            for item in sorted(response, key=lambda trade: (int(trade["time"]), int(trade["id"])))
+        ]
+
+    def closed_bars(self, *, symbol: str, interval: str, since_ms: int) -> list[VenueBar]:
+        now = self._now_ms()
+        response = self._call(
+            WEIGHT_KLINES,
+            lambda: self._client.futures_klines(
+                symbol=symbol, interval=interval, startTime=since_ms, limit=1000
+            ),
+        )
+        # The last kline is usually still open: decisions use closed bars only.
+        return [
+            VenueBar(
+                open_time_ms=int(row[0]),
+                close_time_ms=int(row[6]),
+                open=Decimal(str(row[1])),
+                high=Decimal(str(row[2])),
+                low=Decimal(str(row[3])),
+                close=Decimal(str(row[4])),
+                volume=Decimal(str(row[5])),
+            )
+            for row in response
+            if int(row[6]) < now
+        ]
+
+    def mark_prices(self) -> dict[str, Decimal]:
+        response = self._call(WEIGHT_MARK_PRICES, self._client.futures_mark_price)
+        items = response if isinstance(response, list) else [response]
+        return {str(item["symbol"]): Decimal(str(item["markPrice"])) for item in items}
+
+    def positions(self) -> dict[str, Decimal]:
+        response = self._call(WEIGHT_ACCOUNT, self._client.futures_position_information)
+        return {
+            str(item["symbol"]): Decimal(str(item["positionAmt"]))
+            for item in response
+            if Decimal(str(item["positionAmt"])) != 0
+        }
+
+    def wallet_balance(self) -> Decimal:
+        response = self._call(WEIGHT_ACCOUNT, self._client.futures_account_balance)
+        for item in response:
+            if item.get("asset") == "USDT":
+                return Decimal(str(item["balance"]))
+        raise VenueRejected(None, "the futures account has no USDT balance")
