@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from risk.limits import Side
+from routing.filters import SymbolFilters, filters_from_exchange_info
 from routing.resilience import RetryPolicy, VenueRejected
 from routing.weights import WeightBudget
 
@@ -87,6 +88,10 @@ class VenueBar:
 class Venue(Protocol):
     """What the executor needs of a venue. Every method may raise the resilience errors."""
 
+    def exchange_filters(self) -> dict[str, SymbolFilters]:
+        """Each tradable symbol's filters (exchangeInfo)."""
+        ...
+
     def submit(self, order: VenueOrder) -> VenueOrderState: ...
 
     def query(self, *, symbol: str, client_order_id: str) -> VenueOrderState: ...
@@ -130,6 +135,7 @@ def order_state_from_response(response: dict[str, Any]) -> VenueOrderState:
 WEIGHT_ORDER = 1
 WEIGHT_QUERY = 1
 WEIGHT_OPEN_ORDERS_ALL = 40
+WEIGHT_EXCHANGE_INFO = 1
 WEIGHT_TRADES = 5
 WEIGHT_KLINES = 5
 WEIGHT_MARK_PRICES = 10
@@ -174,6 +180,14 @@ class BinanceFutures:
         used = response.headers.get("X-MBX-USED-WEIGHT-1M") if response is not None else None
         if self._budget is not None and used is not None and str(used).isdigit():
             self._budget.observe(int(used), now_ms=self._now_ms())
+
+    def exchange_filters(self) -> dict[str, SymbolFilters]:
+        response = self._call(WEIGHT_EXCHANGE_INFO, self._client.futures_exchange_info)
+        return {
+            str(item["symbol"]): filters_from_exchange_info(item)
+            for item in response["symbols"]
+            if item.get("status", "TRADING") == "TRADING"
+        }
 
     def submit(self, order: VenueOrder) -> VenueOrderState:
         params: dict[str, Any] = {
