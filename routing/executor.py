@@ -74,6 +74,15 @@ def _ms(moment: datetime) -> int:
 # --- steps ---------------------------------------------------------------------------------
 
 
+def step_risk_state(ctx: TickContext) -> None:
+    """The risk state in force: verified (or restored from a snapshot); on the very first tick,
+    started from the venue's wallet."""
+    if RiskState.objects.exists():
+        risk_state_load()
+    else:
+        risk_state_load(initial_nav=ctx.venue.wallet_balance(), at=ctx.clock())
+
+
 def step_instruments(ctx: TickContext) -> int:
     """Exchange filters for the traded symbols, fetched when any is missing (start-up)."""
     known = set(Instrument.objects.filter(symbol__in=ctx.symbols).values_list("symbol", flat=True))
@@ -307,6 +316,7 @@ def executor_tick(ctx: TickContext, *, renew: Callable[[], None] = lambda: None)
     """One tick: the steps in order. ``renew`` keeps the single-flight lock between steps."""
     started = time.perf_counter()
     report = TickReport(started_at=ctx.clock().isoformat())
+    step_risk_state(ctx)
     step_instruments(ctx)
     report.bars = step_market_data(ctx)
     renew()

@@ -306,3 +306,24 @@ class NavPoint(models.Model):
 
     def __str__(self) -> str:
         return f"NAV {self.nav} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class PaperAccount(models.Model):
+    """The paper venue's whole book (orders, trades, positions, wallet, market state) as JSON.
+
+    Executor ticks run in different worker processes, so the book lives here between them.
+    ``version`` is an optimistic lock: a save is an UPDATE ... WHERE version = <the version
+    loaded>, so a writer that loaded a stale book fails instead of overwriting a newer one.
+    """
+
+    name = models.CharField(max_length=64, unique=True)
+    state = models.JSONField(default=dict, help_text="Decimals as strings.")
+    version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"paper account {self.name} (v{self.version})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +94,39 @@ class SyntheticMarket:
         path = self._path(symbol, steps)
         return self._rounded(symbol, float(path[-1]))
 
+    def path(self, symbol: str, *, steps: int) -> list[Decimal]:
+        """The prices of the next ``steps`` steps of ``symbol``, one per step.
+
+        Drawing k steps at once gives the same prices as k calls of ``advance()``: numpy's
+        generators draw the same stream whatever the chunk size.
+        """
+        return [self._rounded(symbol, float(value)) for value in self._path(symbol, steps)]
+
+    def state(self) -> dict[str, Any]:
+        """Everything the next prices depend on, as JSON-able values (see ``restore``).
+
+        Floats travel as ``float.hex()`` strings and the generators' 128-bit integers as decimal
+        strings, so no JSON store can round them.
+        """
+        return {
+            symbol: {
+                "log_price": self._log_price[symbol].hex(),
+                "variance": self._variance[symbol].hex(),
+                "rng": _jsonable(self._rngs[symbol].bit_generator.state),
+            }
+            for symbol in self.symbols
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from ``state()`` output: the same prices follow as would have without it.
+        Symbols absent from ``state`` keep their fresh start."""
+        for symbol, saved in state.items():
+            if symbol not in self._log_price:
+                continue
+            self._log_price[symbol] = float.fromhex(saved["log_price"])
+            self._variance[symbol] = float.fromhex(saved["variance"])
+            self._rngs[symbol].bit_generator.state = _from_jsonable(saved["rng"])
+
     def bars(
         self,
         symbol: str,
@@ -142,3 +176,22 @@ class SyntheticMarket:
         tick = self._tick[symbol]
         ticks = (Decimal(repr(value)) / tick).to_integral_value(rounding=ROUND_HALF_EVEN)
         return max(tick, ticks * tick)
+
+
+def _jsonable(value: Any) -> Any:
+    """A bit generator's state with its (128-bit) integers as strings."""
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return {"int": str(value)}
+    return value
+
+
+def _from_jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"int"}:
+            return int(value["int"])
+        return {key: _from_jsonable(item) for key, item in value.items()}
+    return value

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
 from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
@@ -30,6 +31,13 @@ class Schedule:
 
 
 SCHEDULES: tuple[Schedule, ...] = (
+    Schedule(
+        name="executor: tick",
+        task="routing.tasks.executor_tick_task",
+        every_seconds=settings.EXECUTOR_INTERVAL_SECONDS,
+        queue="executor",
+        description="The executor tick (single-flight; a tick that finds the lock is skipped).",
+    ),
     Schedule(
         name="heartbeat: worker",
         task="doctor.tasks.heartbeat_task",

@@ -1,0 +1,58 @@
+"""The venue a running tick uses, from the settings (``VENUE``): paper by default.
+
+The paper venue's book lives in the database (``PaperAccount``): it is loaded for the tick and
+saved after it, under the executor's single-flight lock. A fresh paper account starts with a
+few hours of synthetic history, so the classical sources have closed bars to decide on at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+
+from routing.paper import PaperVenue, paper_config_for
+from routing.resilience import RetryPolicy
+from routing.venues import BinanceFutures, Venue
+from routing.weights import WeightBudget
+from tradingsite.guard import binance_client_for_writing
+
+PAPER_ACCOUNT = "default"
+PAPER_SEED = 20240314
+PAPER_WARMUP = timedelta(hours=6)
+BINANCE_WEIGHT_PER_MINUTE = 2400  # USD-M futures, per IP (exchangeInfo rateLimits)
+
+
+class _Clock:
+    def __init__(self, ms: int) -> None:
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@contextmanager
+def venue_session(*, now_ms: int | None = None) -> Iterator[Venue]:
+    """The configured venue for one tick (the paper book is saved when the tick succeeds)."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    if settings.VENUE == "binance":
+        yield BinanceFutures(
+            client=binance_client_for_writing(),
+            policy=RetryPolicy(),
+            budget=WeightBudget(BINANCE_WEIGHT_PER_MINUTE),
+        )
+        return
+    clock = _Clock(now)
+    config = paper_config_for(settings.SYMBOLS, seed=PAPER_SEED)
+    venue = PaperVenue.load(name=PAPER_ACCOUNT, config=config, clock_ms=clock)
+    if venue.version == 0:
+        # A fresh account: start the market in the past and let it run up to now.
+        clock.ms = now - int(PAPER_WARMUP.total_seconds() * 1000)
+        venue = PaperVenue(name=PAPER_ACCOUNT, config=config, clock_ms=clock)
+        clock.ms = now
+    venue.advance(now)
+    yield venue
+    venue.save()

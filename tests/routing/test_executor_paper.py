@@ -1,0 +1,64 @@
+"""``make run``'s default: the executor trades on the paper venue, tick after tick."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from doctor.models import Heartbeat
+from risk.models import RiskState
+from routing.models import MarketBar, NavPoint, Order, PaperAccount, Position, SignalSource
+from routing.signal_services import signal_sources_sync
+from routing.tasks import executor_run_once
+from tradingsite.locks import single_flight
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("global_limits")]
+
+T0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def paper(settings: Any) -> None:
+    settings.VENUE = "paper"
+    settings.SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+    signal_sources_sync()
+    # Eager thresholds (operators set params in the admin), so a short test sees trades.
+    for source in SignalSource.objects.all():
+        eager = {"threshold": 0.05} if source.name == "momentum" else {"entry_z": 0.2}
+        source.params = {**source.params, **eager}
+        source.save()
+
+
+def test_ticks_on_a_fresh_paper_account_trade_and_keep_the_books() -> None:
+    first = executor_run_once(now=T0)
+    assert first is not None
+
+    # the fresh account came with hours of closed bars, and the state started from its wallet
+    assert MarketBar.objects.filter(symbol="BTCUSDT").count() >= 300
+    assert RiskState.objects.get().nav > 0
+    for minute in range(1, 4):
+        report = executor_run_once(now=T0 + timedelta(minutes=minute))
+        assert report is not None
+
+    assert Order.objects.exclude(status=Order.Status.FILLED).count() == 0
+    assert Order.objects.count() > 0
+    assert NavPoint.objects.count() == 4
+    assert Heartbeat.objects.filter(component="executor").count() == 4
+    # the paper book was saved after each tick, and its positions match ours
+    account = PaperAccount.objects.get()
+    assert account.version == 4
+    from routing.runtime import venue_session
+
+    with venue_session(now_ms=int((T0 + timedelta(minutes=3)).timestamp() * 1000)) as venue:
+        venue_positions = venue.positions()
+    ours = {p.symbol: p.quantity for p in Position.objects.exclude(quantity=0)}
+    assert ours == venue_positions
+
+
+def test_a_tick_that_finds_the_lock_taken_is_skipped() -> None:
+    with single_flight("executor-tick", ttl_seconds=30) as held:
+        assert held.acquired
+        assert executor_run_once(now=T0) is None
+    assert not Order.objects.exists()
