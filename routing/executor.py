@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -306,7 +307,12 @@ def step_heartbeat(ctx: TickContext, report: TickReport) -> None:
     if state is not None:
         report.size_multiplier = str(state.size_multiplier)
         report.effective_limits = dict(state.effective_limits)
-    heartbeat_record(component="executor", metrics=asdict(report), at=ctx.clock())
+    heartbeat_record(
+        component="executor",
+        hostname=socket.gethostname(),
+        metrics={**asdict(report), "run": ctx.run},
+        at=ctx.clock(),
+    )
 
 
 # --- the tick ------------------------------------------------------------------------------

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -13,23 +11,7 @@ from routing.binance_testserver import BinanceTestServer
 from routing.resilience import OrderNotFound, RetryPolicy, VenueRejected
 from routing.venues import BinanceFutures, Venue, VenueOrder, VenueStatus
 from routing.weights import WeightBudget
-from tradingsite.guard import GuardContext, binance_client_for_writing
-
-
-@pytest.fixture
-def server() -> Iterator[BinanceTestServer]:
-    with BinanceTestServer(balance=Decimal("10000")) as running:
-        yield running
-
-
-@pytest.fixture
-def venue(server: BinanceTestServer, settings: Any) -> BinanceFutures:
-    settings.BINANCE_API_KEY = server.api_key
-    settings.BINANCE_API_SECRET = server.api_secret
-    client = binance_client_for_writing(
-        context=GuardContext(env="test", allow_prod_writes=False, binance_url=server.url)
-    )
-    return BinanceFutures(client=client, policy=RetryPolicy(sleep=lambda _: None))
+from tests.routing.conftest import STARTING_BALANCE
 
 
 def test_it_satisfies_the_venue_protocol(venue: BinanceFutures) -> None:
@@ -62,7 +44,7 @@ def test_a_market_order_shows_up_in_trades_positions_and_balance(
     )
     assert trade.fee == trade.quantity * trade.price * Decimal("0.0005")
     assert venue.positions() == {"BTCUSDT": Decimal("0.010")}
-    assert venue.wallet_balance() == Decimal("10000") - trade.fee
+    assert venue.wallet_balance() == STARTING_BALANCE - trade.fee
     assert set(venue.mark_prices()) >= {"BTCUSDT", "ETHUSDT"}
     assert venue.query(symbol="BTCUSDT", client_order_id="t-1").status is VenueStatus.FILLED
 

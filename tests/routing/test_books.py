@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -17,28 +15,10 @@ from routing.binance_testserver import BinanceTestServer
 from routing.books import fills_record, nav_record
 from routing.models import CashFlow, Fill, NavPoint, Position
 from routing.orders import order_create, order_send
-from routing.resilience import RetryPolicy
 from routing.venues import BinanceFutures
-from tradingsite.guard import GuardContext, binance_client_for_writing
 from tradingsite.models import OutboxEntry
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("global_limits")]
-
-
-@pytest.fixture
-def server() -> Iterator[BinanceTestServer]:
-    with BinanceTestServer(balance=Decimal("100000")) as running:
-        yield running
-
-
-@pytest.fixture
-def venue(server: BinanceTestServer, settings: Any) -> BinanceFutures:
-    settings.BINANCE_API_KEY = server.api_key
-    settings.BINANCE_API_SECRET = server.api_secret
-    client = binance_client_for_writing(
-        context=GuardContext(env="test", allow_prod_writes=False, binance_url=server.url)
-    )
-    return BinanceFutures(client=client, policy=RetryPolicy(sleep=lambda _: None))
 
 
 def trade(venue: BinanceFutures, side: Side, quantity: str) -> None:

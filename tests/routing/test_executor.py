@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,31 +14,13 @@ from risk.services import risk_halt, risk_state_load
 from routing.binance_testserver import BinanceTestServer
 from routing.executor import TickContext, executor_tick
 from routing.models import Fill, MarketBar, NavPoint, Order, Position, Signal
-from routing.resilience import RetryPolicy
 from routing.signal_services import signal_sources_sync
 from routing.synthetic import SyntheticMarket
 from routing.venues import BinanceFutures, VenueOrder, VenueOrderState
-from tradingsite.guard import GuardContext, binance_client_for_writing
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("global_limits")]
 
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)
-
-
-@pytest.fixture
-def server() -> Iterator[BinanceTestServer]:
-    with BinanceTestServer(balance=Decimal("100000")) as running:
-        yield running
-
-
-@pytest.fixture
-def venue(server: BinanceTestServer, settings: Any) -> BinanceFutures:
-    settings.BINANCE_API_KEY = server.api_key
-    settings.BINANCE_API_SECRET = server.api_secret
-    client = binance_client_for_writing(
-        context=GuardContext(env="test", allow_prod_writes=False, binance_url=server.url)
-    )
-    return BinanceFutures(client=client, policy=RetryPolicy(sleep=lambda _: None))
 
 
 def stored_history(server: BinanceTestServer, *, trend: bool) -> None:
