@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ("tests.benchmarks.bench_checks", "tests.benchmarks.bench_sizing")
+MODULES = (
+    "tests.benchmarks.bench_checks",
+    "tests.benchmarks.bench_sizing",
+    "tests.benchmarks.bench_routing",
+)
 
 
 def _setup_django() -> None:
