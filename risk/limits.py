@@ -34,6 +34,7 @@ class Limits:
     min_liquidation_distance: Decimal  # adverse move (fraction) the account must survive
     autotune_floor: Decimal  # lowest multiplier the autotuner may apply, in (0, 1]
     kill_switch: bool
+    stop_distance: Decimal = Decimal("0.05")  # protective stop, fraction of the entry price
 
 
 # The limits the autotuner scales (it never touches loss, drawdown or the kill switch).

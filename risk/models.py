@@ -39,7 +39,12 @@ ACCOUNT_LIMITS = (
     "loss_streak_cooldown_seconds",
     "autotune_floor",
 )
-SYMBOL_LIMITS = ("max_order_notional", "max_position_notional", "min_liquidation_distance")
+SYMBOL_LIMITS = (
+    "max_order_notional",
+    "max_position_notional",
+    "min_liquidation_distance",
+    "stop_distance",
+)
 
 
 class RiskLimit(models.Model):
@@ -66,6 +71,11 @@ class RiskLimit(models.Model):
     min_liquidation_distance = _amount(
         "Adverse move (fraction) the account must survive, e.g. 0.25.", FRACTION
     )
+    stop_distance = _amount(
+        "Distance (fraction of the entry price) of the protective stop every open position "
+        "carries on the exchange, e.g. 0.05 (at most 0.5).",
+        [MinValueValidator(Decimal("0.00000001")), MaxValueValidator(Decimal("0.5"))],
+    )
     autotune_floor = _amount(
         "Lowest multiplier the autotuner may apply to size limits, in (0, 1].", FRACTION
     )
@@ -88,6 +98,7 @@ class RiskLimit(models.Model):
                     "max_daily_loss",
                     "max_drawdown",
                     "min_liquidation_distance",
+                    "stop_distance",
                     "autotune_floor",
                 )
             ],
@@ -99,6 +110,7 @@ class RiskLimit(models.Model):
                     "max_daily_loss",
                     "max_drawdown",
                     "min_liquidation_distance",
+                    "stop_distance",
                     "autotune_floor",
                 )
             ],

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from routing.models import (
@@ -16,13 +17,40 @@ from routing.models import (
     Signal,
     SignalSource,
 )
+from routing.reconcile import symbol_unhalt
 from tradingsite.accounts import is_operator
-from tradingsite.admin_actions import OperatorAdminMixin, ReadOnlyAdmin
+from tradingsite.admin_actions import OperatorAdminMixin, ReadOnlyAdmin, confirmed_action
+
+
+@confirmed_action(
+    name="symbol_unhalt",
+    title="Un-halt trading in these symbols",
+    explanation="Reconciliation halted them because local and venue positions differed. If they "
+    "still differ, the next reconciliation halts them again.",
+)
+def symbol_unhalt_action(
+    request: HttpRequest, queryset: QuerySet[Any], reason: str, flags: dict[str, bool]
+) -> str:
+    symbols = [row.symbol for row in queryset.filter(trading_halted=True)]
+    for symbol in symbols:
+        symbol_unhalt(symbol=symbol, actor=str(request.user.get_username()), note=reason)
+    return f"Un-halted: {', '.join(symbols) or 'nothing was halted'}."
 
 
 @admin.register(Instrument)
 class InstrumentAdmin(OperatorAdminMixin, ReadOnlyAdmin):
-    list_display = ["symbol", "tick_size", "step_size", "min_qty", "min_notional", "updated_at"]
+    list_display = [
+        "symbol",
+        "trading_halted",
+        "halt_reason",
+        "tick_size",
+        "step_size",
+        "min_qty",
+        "min_notional",
+        "updated_at",
+    ]
+    list_filter = ["trading_halted"]
+    actions = [symbol_unhalt_action]
 
 
 @admin.register(MarketBar)

@@ -1,10 +1,12 @@
 """The executor tick (SPEC §6): a short list of named steps, each a function of the context.
 
-market data -> signals -> sizing + pre-trade checks -> route -> fills -> NAV + risk state ->
-autotune -> heartbeat. Every step takes the ``TickContext`` (clock, venue, run) instead of
-``timezone.now()`` or a global client, so a replay runs the same steps over history. Each
-step commits its own rows (with their outbox rows and live pushes); a failure in one tick
-leaves every earlier step's work in place and the next tick carries on.
+market data -> signals -> sizing + pre-trade checks -> route -> fills -> protective stops
+(and, while halted, cancelling entries) -> NAV + risk state -> autotune -> heartbeat.
+
+Every step takes the ``TickContext`` (clock, venue, run) instead of ``timezone.now()`` or a
+global client, so a replay runs the same steps over history. Each step commits its own rows
+(with their outbox rows and live pushes); a failure in one tick leaves every earlier step's
+work in place and the next tick carries on.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from risk.autotune import finite_returns, realised_volatility
 from risk.checks import pretrade_check
 from risk.limits import OrderIntent, Side
 from risk.models import RiskState
-from risk.selectors import limits_effective, values_from_row
+from risk.selectors import limits_configured, limits_effective, values_from_row
 from risk.services import risk_autotune, risk_state_load
 from risk.sizing import vol_target_quantity
 from routing.books import fills_record, nav_record
 from routing.filters import FilterRejection, SymbolFilters, order_rounded
 from routing.models import Fill, Instrument, MarketBar, NavPoint, Order, Position, Signal
 from routing.orders import order_create, order_send
+from routing.protection import entries_cancel, stops_maintain, stops_refresh
+from routing.reconcile import symbol_halted
 from routing.signal_services import signals_generate
 from routing.venues import Venue
 
@@ -62,6 +66,7 @@ class TickReport:
     orders: int = 0
     rejects: int = 0
     fills: int = 0
+    stops: int = 0
     nav: str = ""
     size_multiplier: str = ""
     effective_limits: dict[str, object] = field(default_factory=dict)
@@ -200,6 +205,10 @@ def step_size_and_check(ctx: TickContext, signals: list[Signal]) -> list[Order]:
     marks = ctx.venue.mark_prices()
     orders: list[Order] = []
     for signal in signals:
+        halted = symbol_halted(signal.symbol)
+        if halted:
+            _reject(signal, "symbol_halted", halted)
+            continue
         filters, price = _filters(signal.symbol), signal.decision_price
         vol = _bar_volatility(signal.symbol, at)
         if filters is None or price is None or vol is None or not math.isfinite(vol):
@@ -275,7 +284,24 @@ def step_route(ctx: TickContext, orders: list[Order]) -> list[Order]:
 
 
 def step_fills(ctx: TickContext) -> int:
+    # Stops first: a stop that fired must be known as ours before its exit fill is booked.
+    stops_refresh(venue=ctx.venue, symbols=ctx.symbols, clock=ctx.clock)
     return sum(len(fills_record(venue=ctx.venue, symbol=symbol)) for symbol in ctx.symbols)
+
+
+def step_protection(ctx: TickContext) -> int:
+    """Every open position keeps its reduce-only stop on the exchange; while trading is
+    halted, open entry orders are cancelled (the stops stay)."""
+    state = RiskState.objects.values("halted").first()
+    if state is not None and state["halted"]:
+        entries_cancel(venue=ctx.venue, clock=ctx.clock)
+    placed = 0
+    for symbol in ctx.symbols:
+        distance = limits_configured(symbol=symbol).stop_distance
+        placed += len(
+            stops_maintain(venue=ctx.venue, symbols=[symbol], distance=distance, clock=ctx.clock)
+        )
+    return placed
 
 
 def step_nav(ctx: TickContext) -> NavPoint:
@@ -334,6 +360,8 @@ def executor_tick(ctx: TickContext, *, renew: Callable[[], None] = lambda: None)
     report.orders = len(step_route(ctx, orders))
     renew()
     report.fills = step_fills(ctx)
+    report.stops = step_protection(ctx)
+    renew()
     report.nav = str(step_nav(ctx).nav)
     step_autotune(ctx)
     report.duration_ms = round((time.perf_counter() - started) * 1000, 1)

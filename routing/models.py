@@ -35,6 +35,10 @@ class Instrument(models.Model):
     max_qty = _decimal()
     min_notional = _decimal()
     funding_interval_hours = models.PositiveSmallIntegerField(default=8)
+    # Set by reconciliation when the venue and the books keep disagreeing on this symbol (fail
+    # closed); only a person lifts it (``routing.reconcile.symbol_unhalt``).
+    trading_halted = models.BooleanField(default=False)
+    halt_reason = models.TextField(blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

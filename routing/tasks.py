@@ -1,39 +1,78 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
+from typing import TypeVar
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
 from routing.executor import TickContext, executor_tick
+from routing.reconcile import reconcile
 from routing.runtime import venue_session
+from routing.venues import Venue
 from tradingsite.locks import single_flight
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+Work = Callable[[Venue, Clock, Callable[[], None]], T]
 
-def executor_run_once(*, now: datetime | None = None) -> dict[str, object] | None:
-    """One tick under the single-flight lock; None when another tick holds it (counted)."""
-    ttl = settings.EXECUTOR_INTERVAL_SECONDS * 6
-    with single_flight("executor-tick", ttl_seconds=ttl) as run:
+# Reconciliation runs before the first tick of every process (start-up), then on its schedule.
+_reconciled_since_start = False
+
+
+def _under_executor_lock(what: str, now: datetime | None, work: Work[T]) -> T | None:
+    """Run ``work(venue, clock, renew)`` holding the executor's single-flight lock, with the
+    configured venue; None (logged and counted) when something else holds the lock."""
+    with single_flight("executor-tick", ttl_seconds=settings.EXECUTOR_INTERVAL_SECONDS * 6) as run:
         if not run.acquired:
-            logger.warning("executor tick skipped: the previous tick still holds the lock")
+            logger.warning("%s skipped: the executor lock is held", what)
             return None
         moment = now or timezone.now()
+        clock: Clock = (lambda: moment) if now is not None else timezone.now
         with venue_session(now_ms=int(moment.timestamp() * 1000)) as venue:
-            context = TickContext(
-                clock=(lambda: moment) if now is not None else timezone.now,
-                venue=venue,
-                symbols=tuple(settings.SYMBOLS),
-            )
-            report = executor_tick(context, renew=run.renew)
-        return vars(report)
+            return work(venue, clock, run.renew)
+
+
+def executor_run_once(*, now: datetime | None = None) -> dict[str, object] | None:
+    """One tick (after the start-up reconciliation, the first time in this process)."""
+
+    def work(venue: Venue, clock: Clock, renew: Callable[[], None]) -> dict[str, object]:
+        global _reconciled_since_start
+        symbols = tuple(settings.SYMBOLS)
+        if not _reconciled_since_start:
+            reconcile(venue=venue, symbols=symbols, clock=clock, renew=renew)
+            _reconciled_since_start = True
+        context = TickContext(clock=clock, venue=venue, symbols=symbols)
+        return vars(executor_tick(context, renew=renew))
+
+    return _under_executor_lock("executor tick", now, work)
+
+
+def reconcile_run_once(*, now: datetime | None = None) -> dict[str, object] | None:
+    """Reconcile under the executor's lock (never beside a tick)."""
+
+    def work(venue: Venue, clock: Clock, renew: Callable[[], None]) -> dict[str, object]:
+        report = reconcile(venue=venue, symbols=tuple(settings.SYMBOLS), clock=clock, renew=renew)
+        return asdict(report)
+
+    return _under_executor_lock("reconciliation", now, work)
 
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
 def executor_tick_task() -> None:
     # Acknowledged on receipt (not acks_late): a tick is not re-run after a crash; the next
-    # scheduled one reconciles. Messages expire after one interval (see schedules).
+    # one (after reconciling at start-up) carries on. Messages expire after one interval.
     executor_run_once()
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
+def reconcile_task() -> None:
+    # On the default queue (only executor_* tasks go to the executor queue): it shares the
+    # tick's lock, not its worker, so a slow venue here never delays the executor's queue.
+    reconcile_run_once()

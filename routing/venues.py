@@ -5,6 +5,14 @@ through the one ``RetryPolicy`` (back-off with full jitter, Retry-After, -1021 r
 raises what the policy raises: ``OutcomeUnknown`` when a request may have executed,
 ``OrderNotFound`` for -2013, ``VenueRejected``, ``VenueBanned`` and ``RetriesExhausted``.
 The client comes from the environment guard and nowhere else.
+
+Conditional orders (STOP_MARKET and the like) live on Binance's algo service since December
+2025 (``/fapi/v1/algoOrder``): they are sent with the order's own client id as ``clientAlgoId``
+and queried and cancelled by it. ``query`` and ``cancel`` take no order type, so they ask the
+service the id was sent to (remembered per adapter) first and, when that one does not know the
+id (-2013 / -2011), the other: after a restart an unknown stop is still found on the algo
+service, never taken for "not placed". A stop's venue order id is its ``algoId`` until it
+triggers, then the id of the order it placed (the one its trades carry).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from risk.limits import Side
 from routing.filters import SymbolFilters, filters_from_exchange_info
-from routing.resilience import RetryPolicy, VenueRejected
+from routing.resilience import NO_SUCH_ORDER, OrderNotFound, RetryPolicy, VenueRejected
 from routing.weights import WeightBudget
 
 if TYPE_CHECKING:
@@ -119,6 +127,22 @@ class Venue(Protocol):
         ...
 
 
+# Binance's conditional order types: sent to, queried on and cancelled at the algo service.
+CONDITIONAL_TYPES = frozenset(
+    {"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET", "TRAILING_STOP_MARKET"}
+)
+UNKNOWN_ORDER_SENT = -2011  # cancel of an order the venue does not know (or that is finished)
+# Algo statuses that say everything themselves. TRIGGERING: the condition was met and the order
+# is being placed, so it still counts as working. TRIGGERED / FINISHED: the placed order says.
+ALGO_STATUS = {
+    "NEW": VenueStatus.NEW,
+    "TRIGGERING": VenueStatus.NEW,
+    "CANCELED": VenueStatus.CANCELED,
+    "REJECTED": VenueStatus.REJECTED,
+    "EXPIRED": VenueStatus.EXPIRED,
+}
+
+
 def order_state_from_response(response: dict[str, Any]) -> VenueOrderState:
     """Binance's order JSON (create, query and cancel answer alike) as plain values."""
     return VenueOrderState(
@@ -157,6 +181,8 @@ class BinanceFutures:
         self._policy = policy
         self._budget = budget
         self._now_ms = now_ms
+        # Client ids this adapter sent as conditional orders: asked on the algo service first.
+        self._conditional_ids: set[str] = set()
 
     def resync_clock(self) -> None:
         """-1021: align request timestamps with the server's clock."""
@@ -190,6 +216,8 @@ class BinanceFutures:
         }
 
     def submit(self, order: VenueOrder) -> VenueOrderState:
+        if order.type in CONDITIONAL_TYPES:
+            return self._submit_conditional(order)
         params: dict[str, Any] = {
             "symbol": order.symbol,
             "side": str(order.side),
@@ -208,7 +236,69 @@ class BinanceFutures:
         response = self._call(WEIGHT_ORDER, lambda: self._client.futures_create_order(**params))
         return order_state_from_response(response)
 
-    def query(self, *, symbol: str, client_order_id: str) -> VenueOrderState:
+    def _submit_conditional(self, order: VenueOrder) -> VenueOrderState:
+        if order.stop_price is None:
+            raise ValueError(f"{order.type} {order.client_order_id} needs a stop price")
+        params: dict[str, Any] = {
+            "algoType": "CONDITIONAL",
+            "symbol": order.symbol,
+            "side": str(order.side),
+            "type": order.type,
+            "quantity": format(order.quantity, "f"),
+            "triggerPrice": format(order.stop_price, "f"),
+            # The mark price, not the last trade: one print on a thin book does not fire it.
+            "workingType": "MARK_PRICE",
+            # The order's own id (python-binance would invent one): an unknown outcome is
+            # resolved by it.
+            "clientAlgoId": order.client_order_id,
+        }
+        if order.reduce_only:
+            params["reduceOnly"] = "true"
+        if order.price is not None:
+            params["price"] = format(order.price, "f")
+            params["timeInForce"] = "GTC"
+        # Remembered before sending, so an unknown outcome is first asked of the algo service.
+        self._conditional_ids.add(order.client_order_id)
+        response = self._call(
+            WEIGHT_ORDER, lambda: self._client.futures_create_algo_order(**params)
+        )
+        return self._algo_state(response, client_order_id=order.client_order_id)
+
+    def _algo_state(
+        self, response: dict[str, Any], *, client_order_id: str | None = None
+    ) -> VenueOrderState:
+        """An algo order as plain values; once it has triggered, the state of the order it
+        placed (status, executed quantity, average price, and the id its trades carry)."""
+        symbol = str(response["symbol"])
+        cid = client_order_id or str(response["clientAlgoId"])
+        status = str(response.get("algoStatus", "NEW"))
+        actual = str(response.get("actualOrderId") or "")
+        if status in ALGO_STATUS or not actual:
+            # TRIGGERED without its order yet is still working; FINISHED without one did nothing.
+            fallback = VenueStatus.NEW if status == "TRIGGERED" else VenueStatus.EXPIRED
+            return VenueOrderState(
+                client_order_id=cid,
+                venue_order_id=str(response["algoId"]),
+                symbol=symbol,
+                status=ALGO_STATUS.get(status, fallback),
+                executed_quantity=Decimal(0),
+                average_price=Decimal(0),
+            )
+        placed = self._call(
+            WEIGHT_QUERY,
+            lambda: self._client.futures_get_order(symbol=symbol, orderId=int(actual)),
+        )
+        state = order_state_from_response(placed)
+        return VenueOrderState(
+            client_order_id=cid,
+            venue_order_id=state.venue_order_id,
+            symbol=symbol,
+            status=state.status,
+            executed_quantity=state.executed_quantity,
+            average_price=state.average_price,
+        )
+
+    def _query_regular(self, symbol: str, client_order_id: str) -> VenueOrderState:
         response = self._call(
             WEIGHT_QUERY,
             lambda: self._client.futures_get_order(
@@ -217,7 +307,16 @@ class BinanceFutures:
         )
         return order_state_from_response(response)
 
-    def cancel(self, *, symbol: str, client_order_id: str) -> VenueOrderState:
+    def _query_algo(self, symbol: str, client_order_id: str) -> VenueOrderState:
+        response = self._call(
+            WEIGHT_QUERY,
+            lambda: self._client.futures_get_algo_order(
+                symbol=symbol, clientAlgoId=client_order_id
+            ),
+        )
+        return self._algo_state(response, client_order_id=client_order_id)
+
+    def _cancel_regular(self, symbol: str, client_order_id: str) -> VenueOrderState:
         response = self._call(
             WEIGHT_ORDER,
             lambda: self._client.futures_cancel_order(
@@ -226,9 +325,52 @@ class BinanceFutures:
         )
         return order_state_from_response(response)
 
+    def _cancel_algo(self, symbol: str, client_order_id: str) -> VenueOrderState:
+        response = self._call(
+            WEIGHT_ORDER,
+            lambda: self._client.futures_cancel_algo_order(
+                symbol=symbol, clientAlgoId=client_order_id
+            ),
+        )
+        # The answer is only {algoId, clientAlgoId, code, msg}; a cancel succeeds only for a
+        # stop that has not triggered, so none of it executed.
+        return VenueOrderState(
+            client_order_id=str(response.get("clientAlgoId") or client_order_id),
+            venue_order_id=str(response["algoId"]),
+            symbol=symbol,
+            status=VenueStatus.CANCELED,
+            executed_quantity=Decimal(0),
+            average_price=Decimal(0),
+        )
+
+    def query(self, *, symbol: str, client_order_id: str) -> VenueOrderState:
+        # Only -2013 from both services is the definitive "never placed"; any other failure of
+        # either query propagates (it is not an answer).
+        first, second = self._query_regular, self._query_algo
+        if client_order_id in self._conditional_ids:
+            first, second = second, first
+        try:
+            return first(symbol, client_order_id)
+        except OrderNotFound:
+            return second(symbol, client_order_id)
+
+    def cancel(self, *, symbol: str, client_order_id: str) -> VenueOrderState:
+        first, second = self._cancel_regular, self._cancel_algo
+        if client_order_id in self._conditional_ids:
+            first, second = second, first
+        try:
+            return first(symbol, client_order_id)
+        except VenueRejected as error:
+            if error.code not in (UNKNOWN_ORDER_SENT, NO_SUCH_ORDER):
+                raise
+            return second(symbol, client_order_id)
+
     def open_orders(self) -> list[VenueOrderState]:
-        response = self._call(WEIGHT_OPEN_ORDERS_ALL, self._client.futures_get_open_orders)
-        return [order_state_from_response(item) for item in response]
+        regular = self._call(WEIGHT_OPEN_ORDERS_ALL, self._client.futures_get_open_orders)
+        algos = self._call(WEIGHT_OPEN_ORDERS_ALL, self._client.futures_get_open_algo_orders)
+        return [order_state_from_response(item) for item in regular] + [
+            self._algo_state(item) for item in algos
+        ]
 
     def trades(self, *, symbol: str, since_ms: int) -> list[VenueTrade]:
         response = self._call(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -187,7 +188,10 @@ def viewer_user(django_user_model: type[User]) -> User:
 
 
 # The defaults a fresh install gets (from the data migration, so they cannot drift apart).
-GLOBAL_DEFAULTS = importlib.import_module("risk.migrations.0002_global_limits").DEFAULTS
+GLOBAL_DEFAULTS = {
+    **importlib.import_module("risk.migrations.0002_global_limits").DEFAULTS,
+    "stop_distance": Decimal("0.05"),  # added by risk.migrations.0003
+}
 
 
 @pytest.fixture

@@ -68,6 +68,16 @@ SCHEDULES: tuple[Schedule, ...] = (
         queue="default",
         description="Drop heartbeats older than the retention window.",
     ),
+    Schedule(
+        name="routing: reconcile",
+        task="routing.tasks.reconcile_task",
+        every_seconds=60,
+        queue="default",
+        description=(
+            "Local orders, positions and balance against the venue's, repaired and reported "
+            "(under the executor's lock; a position difference that persists halts the symbol)."
+        ),
+    ),
 )
 
 

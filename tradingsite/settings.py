@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from pathlib import Path
@@ -171,8 +172,9 @@ def _database() -> dict[str, Any]:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
-        # A file (not :memory:) so the Celery worker and ASGI server a test starts share it.
-        config["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+        # A file (not :memory:) so the Celery worker and ASGI server a test starts share it
+        # (they are given its path), one per test run so two runs never share one.
+        config["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
     else:
         config["CONN_MAX_AGE"] = 60
         config["CONN_HEALTH_CHECKS"] = True

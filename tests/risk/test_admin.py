@@ -41,6 +41,7 @@ def limit_form(row: RiskLimit, **changes: object) -> dict[str, object]:
         "loss_streak_limit",
         "loss_streak_cooldown_seconds",
         "min_liquidation_distance",
+        "stop_distance",
         "autotune_floor",
     ]
     data = {name: getattr(row, name) for name in fields}

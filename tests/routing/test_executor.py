@@ -69,17 +69,25 @@ def test_a_tick_turns_signals_into_checked_filled_orders_and_updates_the_books(
 
     # then signals were made from closed bars, orders sent once and filled on the venue
     assert report.signals == Signal.objects.count() > 0
-    assert report.orders == Order.objects.count() > 0
-    assert {o.status for o in Order.objects.all()} == {Order.Status.FILLED}
-    assert len(server.accepted_orders) == report.orders
+    assert report.orders == Order.objects.filter(purpose=Order.Purpose.ENTRY).count() > 0
+    entries = Order.objects.filter(purpose=Order.Purpose.ENTRY)
+    assert {o.status for o in entries} == {Order.Status.FILLED}
+    assert [o for o in server.accepted_orders if not o.reduce_only] == [
+        o
+        for o in server.accepted_orders
+        if o.client_order_id in {e.client_order_id for e in entries}
+    ]
     # and the local books agree with the venue
     position = Position.objects.get(symbol="BTCUSDT")
     assert position.quantity == server.position("BTCUSDT").amount
     assert Fill.objects.count() == len(server.trades)
     assert all(fill.signal_id is not None for fill in Fill.objects.all())
     # each order stayed inside the effective limits the sizer was given
-    for order in Order.objects.all():
+    for order in Order.objects.filter(purpose=Order.Purpose.ENTRY):
         assert order.quantity * (order.decision_price or 0) <= Decimal(1000)
+    # and the open position carries one protective stop on the venue
+    stops = Order.objects.filter(purpose=Order.Purpose.STOP, status=Order.Status.OPEN)
+    assert stops.count() == (1 if position.quantity else 0)
     nav = NavPoint.objects.get()
     assert RiskState.objects.get().nav == nav.nav
     beat = Heartbeat.objects.get(component="executor")
@@ -136,7 +144,8 @@ def test_a_halt_set_during_a_tick_stops_its_remaining_orders(
     report = executor_tick(context(halting))
 
     assert report.orders >= 2, "the test needs at least two orders in one tick"
-    assert len(server.accepted_orders) == 1
-    stopped = Order.objects.filter(status=Order.Status.CANCELED)
+    entries = [o for o in server.accepted_orders if not o.reduce_only]
+    assert len(entries) == 1
+    stopped = Order.objects.filter(status=Order.Status.CANCELED, purpose=Order.Purpose.ENTRY)
     assert stopped.count() == report.orders - 1
     assert all("halted" in order.last_error for order in stopped)

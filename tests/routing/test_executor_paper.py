@@ -42,8 +42,15 @@ def test_ticks_on_a_fresh_paper_account_trade_and_keep_the_books() -> None:
         report = executor_run_once(now=T0 + timedelta(minutes=minute))
         assert report is not None
 
-    assert Order.objects.exclude(status=Order.Status.FILLED).count() == 0
-    assert Order.objects.count() > 0
+    entries = Order.objects.filter(purpose=Order.Purpose.ENTRY)
+    assert entries.exclude(status=Order.Status.FILLED).count() == 0
+    assert entries.count() > 0
+    # every open position carries exactly one working protective stop
+    for position in Position.objects.exclude(quantity=0):
+        working = Order.objects.filter(
+            symbol=position.symbol, purpose=Order.Purpose.STOP, status=Order.Status.OPEN
+        )
+        assert working.count() == 1
     assert NavPoint.objects.count() == 4
     assert Heartbeat.objects.filter(component="executor").count() == 4
     # the paper book was saved after each tick, and its positions match ours
