@@ -177,19 +177,7 @@ def _source_position(symbol: str, source: str) -> Decimal:
 
 def _filters(symbol: str) -> SymbolFilters | None:
     row = Instrument.objects.filter(symbol=symbol).first()
-    if row is None:
-        return None
-    return SymbolFilters(
-        symbol=symbol,
-        tick_size=row.tick_size,
-        step_size=row.step_size,
-        min_qty=row.min_qty,
-        max_qty=row.max_qty,
-        market_step_size=row.step_size,
-        market_min_qty=row.min_qty,
-        market_max_qty=row.max_qty,
-        min_notional=row.min_notional,
-    )
+    return row.as_filters() if row is not None else None
 
 
 def _reject(signal: Signal, code: str, reason: str) -> None:

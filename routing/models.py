@@ -7,6 +7,7 @@ from typing import Any
 from django.db import models
 from django.db.models import F, Q
 
+from routing.filters import SymbolFilters
 from tradingsite.decimals import DECIMAL_PLACES, MAX_DIGITS
 
 
@@ -55,6 +56,20 @@ class Instrument(models.Model):
 
     def __str__(self) -> str:
         return self.symbol
+
+    def as_filters(self) -> SymbolFilters:
+        """The row as the filters orders are rounded with (market and limit steps alike)."""
+        return SymbolFilters(
+            symbol=self.symbol,
+            tick_size=self.tick_size,
+            step_size=self.step_size,
+            min_qty=self.min_qty,
+            max_qty=self.max_qty,
+            market_step_size=self.step_size,
+            market_min_qty=self.min_qty,
+            market_max_qty=self.max_qty,
+            min_notional=self.min_notional,
+        )
 
 
 class MarketBar(models.Model):

@@ -109,17 +109,7 @@ class _Filters:
     def __call__(self, symbol: str) -> SymbolFilters:
         row = Instrument.objects.filter(symbol=symbol).first()
         if row is not None:
-            return SymbolFilters(
-                symbol=symbol,
-                tick_size=row.tick_size,
-                step_size=row.step_size,
-                min_qty=row.min_qty,
-                max_qty=row.max_qty,
-                market_step_size=row.step_size,
-                market_min_qty=row.min_qty,
-                market_max_qty=row.max_qty,
-                min_notional=row.min_notional,
-            )
+            return row.as_filters()
         if self._from_venue is None:
             self._from_venue = self._venue.exchange_filters()
         return self._from_venue[symbol]
