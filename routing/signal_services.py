@@ -85,6 +85,22 @@ def signals_generate(*, symbol: str, at: datetime, bars_limit: int = 500) -> lis
     if bars_limit < 1:
         raise ValueError(f"bars_limit must be at least 1, got {bars_limit}")
     sources = [row for row in SignalSource.objects.filter(enabled=True) if row.name in SOURCES]
+    newest_close = (
+        MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=at)
+        .order_by("-open_time")
+        .values_list("close_time", flat=True)
+        .first()
+    )
+    # A source decides on closed bars only: with no bar closed since its last signal for
+    # this symbol, its view cannot have changed, so it is not asked (or recorded) again.
+    decided = set(
+        Signal.objects.filter(
+            symbol=symbol, source__in=[row.name for row in sources], created_at__gte=newest_close
+        ).values_list("source", flat=True)
+        if newest_close is not None
+        else []
+    )
+    sources = [row for row in sources if row.name not in decided]
     if not sources:
         return []
     bars, last_close = _closed_bars(symbol=symbol, at=at, limit=bars_limit)

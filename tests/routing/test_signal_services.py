@@ -172,10 +172,20 @@ class TestSignalsGenerate:
         at = bars([*BAND, Decimal("103.5")])
         [full] = signals_generate(symbol="BTCUSDT", at=at)
         only("mean_reversion", weight=Decimal("0.25"), params={"window": 20})
+        Signal.objects.all().delete()  # the same bar is decided once; start it afresh
 
         [quarter] = signals_generate(symbol="BTCUSDT", at=at)
 
         assert quarter.strength == (full.strength * Decimal("0.25")).quantize(Decimal("1e-8"))
+
+    def test_a_source_is_not_asked_again_until_a_new_bar_closes(self) -> None:
+        only("mean_reversion", weight=Decimal(1), params={"window": 20})
+        at = bars([*BAND, Decimal("103.5")])
+        [first] = signals_generate(symbol="BTCUSDT", at=at)
+
+        assert signals_generate(symbol="BTCUSDT", at=at + timedelta(seconds=30)) == []
+        assert Signal.objects.count() == 1
+        assert first.source == "mean_reversion"
 
     def test_a_zero_weight_records_nothing(self) -> None:
         only("mean_reversion", weight=Decimal(0), params={"window": 20})
