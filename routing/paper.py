@@ -22,7 +22,7 @@ Errors are Binance's: the venue raises ``VenueRejected`` with Binance's codes an
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Context, Decimal, localcontext
 from typing import Any, Protocol
@@ -583,6 +583,10 @@ class PaperVenue:
     def positions(self) -> dict[str, Decimal]:
         self._sync()
         return {s: p.quantity for s, p in sorted(self._positions.items()) if p.quantity != 0}
+
+    def account_prepare(self, *, symbols: Iterable[str], leverage: int) -> None:
+        """The paper account is always one-way and cross margined; its leverage is the
+        configured one (``PaperConfig.leverage``), so nothing is set here."""
 
     def wallet_balance(self) -> Decimal:
         self._sync()

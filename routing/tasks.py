@@ -4,12 +4,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
+from decimal import ROUND_CEILING
 from typing import TypeVar
 
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from risk.selectors import limits_configured
 from routing.executor import TickContext, executor_tick
 from routing.reconcile import reconcile
 from routing.runtime import venue_session
@@ -22,8 +24,15 @@ T = TypeVar("T")
 Clock = Callable[[], datetime]
 Work = Callable[[Venue, Clock, Callable[[], None]], T]
 
-# Reconciliation runs before the first tick of every process (start-up), then on its schedule.
+# Start-up, before the first tick of every process: the account's mode, margin and leverage
+# are set and verified, then the books are reconciled (afterwards on its own schedule).
 _reconciled_since_start = False
+
+
+def exchange_leverage() -> int:
+    """The exchange leverage: enough for the configured max leverage (the risk checks hold
+    the account to the configured value itself)."""
+    return max(1, int(limits_configured().max_leverage.to_integral_value(ROUND_CEILING)))
 
 
 def _under_executor_lock(what: str, now: datetime | None, work: Work[T]) -> T | None:
@@ -46,6 +55,7 @@ def executor_run_once(*, now: datetime | None = None) -> dict[str, object] | Non
         global _reconciled_since_start
         symbols = tuple(settings.SYMBOLS)
         if not _reconciled_since_start:
+            venue.account_prepare(symbols=symbols, leverage=exchange_leverage())
             reconcile(venue=venue, symbols=symbols, clock=clock, renew=renew)
             _reconciled_since_start = True
         context = TickContext(clock=clock, venue=venue, symbols=symbols)

@@ -18,7 +18,7 @@ triggers, then the id of the order it placed (the one its trades carry).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -126,6 +126,11 @@ class Venue(Protocol):
         """USDT wallet balance (without unrealised PnL)."""
         ...
 
+    def account_prepare(self, *, symbols: Iterable[str], leverage: int) -> None:
+        """One-way position mode, cross margin and ``leverage`` per symbol: set, then verified
+        (start-up; raises ``VenueRejected`` when the venue does not end up so configured)."""
+        ...
+
 
 # Binance's conditional order types: sent to, queried on and cancelled at the algo service.
 CONDITIONAL_TYPES = frozenset(
@@ -160,6 +165,8 @@ WEIGHT_ORDER = 1
 WEIGHT_QUERY = 1
 WEIGHT_OPEN_ORDERS_ALL = 40
 WEIGHT_EXCHANGE_INFO = 1
+WEIGHT_POSITION_MODE = 30
+NO_NEED_TO_CHANGE_MARGIN_TYPE = -4046
 WEIGHT_TRADES = 5
 WEIGHT_KLINES = 5
 WEIGHT_MARK_PRICES = 10
@@ -434,3 +441,35 @@ class BinanceFutures:
             if item.get("asset") == "USDT":
                 return Decimal(str(item["balance"]))
         raise VenueRejected(None, "the futures account has no USDT balance")
+
+    def account_prepare(self, *, symbols: Iterable[str], leverage: int) -> None:
+        mode = self._call(WEIGHT_POSITION_MODE, self._client.futures_get_position_mode)
+        if mode.get("dualSidePosition"):
+            self._call(
+                WEIGHT_ORDER,
+                lambda: self._client.futures_change_position_mode(dualSidePosition="false"),
+            )
+            mode = self._call(WEIGHT_POSITION_MODE, self._client.futures_get_position_mode)
+            if mode.get("dualSidePosition"):
+                raise VenueRejected(None, "the account stays in hedge mode; one-way is required")
+        for symbol in symbols:
+            try:
+                self._call(
+                    WEIGHT_ORDER,
+                    lambda s=symbol: self._client.futures_change_margin_type(  # type: ignore[misc]
+                        symbol=s, marginType="CROSSED"
+                    ),
+                )
+            except VenueRejected as error:
+                if error.code != NO_NEED_TO_CHANGE_MARGIN_TYPE:
+                    raise
+            answer = self._call(
+                WEIGHT_ORDER,
+                lambda s=symbol: self._client.futures_change_leverage(  # type: ignore[misc]
+                    symbol=s, leverage=leverage
+                ),
+            )
+            if int(answer["leverage"]) != leverage:
+                raise VenueRejected(
+                    None, f"{symbol}: leverage is {answer['leverage']}, {leverage} was asked"
+                )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -77,3 +78,23 @@ def test_the_weight_budget_sees_what_binance_reports(
     )
     venue_with_budget.mark_prices()
     assert budget.used(now_ms=venue_with_budget._now_ms()) >= server.used_weight > 0
+
+
+def test_start_up_sets_one_way_mode_cross_margin_and_leverage(
+    server: BinanceTestServer, venue: BinanceFutures, client: Any
+) -> None:
+    # given an account left in hedge mode with isolated margin
+    client.futures_change_position_mode(dualSidePosition="true")
+    client.futures_change_margin_type(symbol="BTCUSDT", marginType="ISOLATED")
+
+    venue.account_prepare(symbols=["BTCUSDT", "ETHUSDT"], leverage=3)
+
+    assert client.futures_get_position_mode()["dualSidePosition"] is False
+    risks = {
+        row["symbol"]: row
+        for row in client._request_futures_api("get", "positionRisk", True, 2, data={})
+    }
+    assert risks["BTCUSDT"]["marginType"] == "cross"
+    assert {risks[s]["leverage"] for s in ("BTCUSDT", "ETHUSDT")} == {"3"}
+    # and doing it again changes nothing and raises nothing
+    venue.account_prepare(symbols=["BTCUSDT", "ETHUSDT"], leverage=3)
