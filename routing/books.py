@@ -18,7 +18,7 @@ from django.db.models import Max, Sum
 
 from risk.services import risk_nav_observe
 from routing.accounting import PositionState, fill_applied, unrealized_pnl
-from routing.models import CashFlow, Fill, NavPoint, Order, Position
+from routing.models import CashFlow, Fill, FundingPayment, NavPoint, Order, Position
 from routing.venues import Venue, VenueTrade
 from tradingsite.decimals import quantize
 from tradingsite.live import live_push
@@ -115,6 +115,59 @@ def fills_record(*, venue: Venue, symbol: str) -> list[Fill]:
         enqueue("positions", symbol, payload)
         live_push(event="routing.position", data={k: str(v) for k, v in payload.items()})
     return recorded
+
+
+def income_record(*, venue: Venue) -> int:
+    """Book the venue's new funding payments (PnL of the position) and transfers (cash flows,
+    never PnL) once each; return how many were booked."""
+    newest = max(
+        (
+            moment
+            for moment in (
+                FundingPayment.objects.aggregate(newest=Max("at"))["newest"],
+                CashFlow.objects.filter(venue_id__startswith="TRANSFER:").aggregate(
+                    newest=Max("at")
+                )["newest"],
+            )
+            if moment is not None
+        ),
+        default=None,
+    )
+    since = int(newest.timestamp() * 1000) if newest is not None else 0
+    items = venue.income(since_ms=since)
+    known = set(
+        FundingPayment.objects.filter(venue_id__in=[i.income_id for i in items]).values_list(
+            "venue_id", flat=True
+        )
+    ) | set(
+        CashFlow.objects.filter(venue_id__in=[i.income_id for i in items]).values_list(
+            "venue_id", flat=True
+        )
+    )
+    booked = 0
+    for item in items:
+        if item.income_id in known:
+            continue
+        with transaction.atomic():
+            if item.kind == "TRANSFER":
+                CashFlow.objects.create(
+                    at=_moment(item.time_ms),
+                    kind=CashFlow.Kind.TRANSFER,
+                    amount=item.amount,
+                    venue_id=item.income_id,
+                )
+            else:
+                FundingPayment.objects.create(
+                    venue_id=item.income_id,
+                    symbol=item.symbol,
+                    amount=item.amount,
+                    at=_moment(item.time_ms),
+                )
+                position, _ = Position.objects.select_for_update().get_or_create(symbol=item.symbol)
+                position.funding += item.amount
+                position.save(update_fields=["funding", "updated_at"])
+        booked += 1
+    return booked
 
 
 def nav_record(*, venue: Venue, at: datetime) -> NavPoint:

@@ -32,7 +32,7 @@ from risk.models import RiskState
 from risk.selectors import limits_configured, limits_effective, values_from_row
 from risk.services import risk_autotune, risk_state_load
 from risk.sizing import vol_target_quantity
-from routing.books import fills_record, nav_record
+from routing.books import fills_record, income_record, nav_record
 from routing.filters import FilterRejection, SymbolFilters, order_rounded
 from routing.models import Fill, Instrument, MarketBar, NavPoint, Order, Position, Signal
 from routing.orders import order_create, order_send
@@ -293,6 +293,8 @@ def step_protection(ctx: TickContext) -> int:
 
 
 def step_nav(ctx: TickContext) -> NavPoint:
+    # Funding and transfers first: transfers are the NAV point's cash flow, not PnL.
+    income_record(venue=ctx.venue)
     return nav_record(venue=ctx.venue, at=ctx.clock())
 
 

@@ -312,6 +312,21 @@ class CashFlow(models.Model):
         return f"{self.kind} {self.amount} at {self.at:%Y-%m-%d %H:%M}"
 
 
+class FundingPayment(models.Model):
+    """One funding settlement of a position (PnL, unlike a cash flow): received > 0, paid < 0."""
+
+    venue_id = models.CharField(max_length=96, unique=True)
+    symbol = models.CharField(max_length=30)
+    amount = _exact()
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"funding {self.amount} on {self.symbol} at {self.at:%Y-%m-%d %H:%M}"
+
+
 class NavPoint(models.Model):
     at = models.DateTimeField()
     nav = _decimal()

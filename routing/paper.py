@@ -44,7 +44,14 @@ from routing.filters import SymbolFilters
 from routing.models import PaperAccount
 from routing.resilience import OrderNotFound, VenueRejected
 from routing.synthetic import SyntheticMarket
-from routing.venues import VenueBar, VenueOrder, VenueOrderState, VenueStatus, VenueTrade
+from routing.venues import (
+    VenueBar,
+    VenueIncome,
+    VenueOrder,
+    VenueOrderState,
+    VenueStatus,
+    VenueTrade,
+)
 from tradingsite.decimals import quantize
 
 ZERO = Decimal(0)
@@ -583,6 +590,21 @@ class PaperVenue:
     def positions(self) -> dict[str, Decimal]:
         self._sync()
         return {s: p.quantity for s, p in sorted(self._positions.items()) if p.quantity != 0}
+
+    def income(self, *, since_ms: int) -> list[VenueIncome]:
+        """The paper account's funding settlements (it has no transfers)."""
+        self._sync()
+        return [
+            VenueIncome(
+                income_id=f"FUNDING_FEE:{f.time_ms}:{f.symbol}",
+                kind="FUNDING_FEE",
+                symbol=f.symbol,
+                amount=f.amount,
+                time_ms=f.time_ms,
+            )
+            for f in sorted(self._funding, key=lambda payment: payment.time_ms)
+            if f.time_ms >= since_ms
+        ]
 
     def account_prepare(self, *, symbols: Iterable[str], leverage: int) -> None:
         """The paper account is always one-way and cross margined; its leverage is the

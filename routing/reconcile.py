@@ -20,9 +20,9 @@ single-flight lock, so it never runs beside a tick. In order:
    count is that counter: it lives in the database beside the halt it leads to, so a Redis
    restart cannot reset it, and the doctor shows it. Agreement resolves the incident, which
    restarts the count, but never lifts a halt: a person does (``symbol_unhalt``).
-6. The venue's wallet is compared with the last NAV point's wallet moved by the fills and cash
-   flows booked since. Funding is not booked per payment, so only a difference beyond a
-   tolerance is an incident, and it never halts anything.
+6. The venue's wallet is compared with the last NAV point's wallet moved by the fills, cash
+   flows and funding payments booked since. Only a difference beyond a tolerance (rounding,
+   income not booked yet) is an incident, and it never halts anything.
 
 Every repair is logged; every difference is also in the report and an incident.
 """
@@ -43,7 +43,7 @@ from django.utils import timezone
 from doctor.models import Incident
 from doctor.services import incident_open, incident_resolve
 from routing.books import fills_record
-from routing.models import CashFlow, Fill, Instrument, NavPoint, Order, Position
+from routing.models import CashFlow, Fill, FundingPayment, Instrument, NavPoint, Order, Position
 from routing.orders import STATUS_FROM_VENUE, orders_resolve_unknown
 from routing.resilience import OrderNotFound, VenueCallError
 from routing.venues import Venue, VenueOrderState, VenueTrade
@@ -419,7 +419,10 @@ def _balance(run: _Run) -> None:
         pnl=Coalesce(Sum("realized_pnl"), zero), fees=Coalesce(Sum("fee"), zero)
     )
     flows = CashFlow.objects.filter(at__gt=last.at).aggregate(total=Coalesce(Sum("amount"), zero))
-    expected = last.wallet + moved["pnl"] - moved["fees"] + flows["total"]
+    funding = FundingPayment.objects.filter(at__gt=last.at).aggregate(
+        total=Coalesce(Sum("amount"), zero)
+    )
+    expected = last.wallet + moved["pnl"] - moved["fees"] + flows["total"] + funding["total"]
     difference = wallet - expected
     tolerance = max(BALANCE_TOLERANCE_USDT, BALANCE_TOLERANCE_FRACTION * abs(expected))
     if abs(difference) <= tolerance:

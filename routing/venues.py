@@ -81,6 +81,21 @@ class VenueTrade:
 
 
 @dataclass(frozen=True)
+class VenueIncome:
+    """A funding payment or a transfer (``income``): the money that moves the wallet outside
+    trades. Transfers are cash flows (never PnL); funding is PnL of the symbol's position."""
+
+    income_id: str  # unique per venue
+    kind: str  # FUNDING_FEE or TRANSFER
+    symbol: str  # "" for a transfer
+    amount: Decimal  # USDT, received > 0
+    time_ms: int
+
+
+INCOME_KINDS = frozenset({"FUNDING_FEE", "TRANSFER"})
+
+
+@dataclass(frozen=True)
 class VenueBar:
     """One closed kline."""
 
@@ -126,6 +141,10 @@ class Venue(Protocol):
         """USDT wallet balance (without unrealised PnL)."""
         ...
 
+    def income(self, *, since_ms: int) -> list[VenueIncome]:
+        """Funding payments and transfers at or after ``since_ms``, oldest first."""
+        ...
+
     def account_prepare(self, *, symbols: Iterable[str], leverage: int) -> None:
         """One-way position mode, cross margin and ``leverage`` per symbol: set, then verified
         (start-up; raises ``VenueRejected`` when the venue does not end up so configured)."""
@@ -166,6 +185,7 @@ WEIGHT_QUERY = 1
 WEIGHT_OPEN_ORDERS_ALL = 40
 WEIGHT_EXCHANGE_INFO = 1
 WEIGHT_POSITION_MODE = 30
+WEIGHT_INCOME = 30
 NO_NEED_TO_CHANGE_MARGIN_TYPE = -4046
 WEIGHT_TRADES = 5
 WEIGHT_KLINES = 5
@@ -473,3 +493,20 @@ class BinanceFutures:
                 raise VenueRejected(
                     None, f"{symbol}: leverage is {answer['leverage']}, {leverage} was asked"
                 )
+
+    def income(self, *, since_ms: int) -> list[VenueIncome]:
+        response = self._call(
+            WEIGHT_INCOME,
+            lambda: self._client.futures_income_history(startTime=since_ms, limit=1000),
+        )
+        return [
+            VenueIncome(
+                income_id=f"{item['incomeType']}:{item.get('tranId', '')}:{item.get('symbol', '')}",
+                kind=str(item["incomeType"]),
+                symbol=str(item.get("symbol", "")),
+                amount=Decimal(str(item["income"])),
+                time_ms=int(item["time"]),
+            )
+            for item in sorted(response, key=lambda entry: int(entry["time"]))
+            if item.get("incomeType") in INCOME_KINDS and item.get("asset", "USDT") == "USDT"
+        ]

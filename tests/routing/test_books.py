@@ -104,3 +104,30 @@ def test_a_deposit_moves_nav_but_is_passed_to_risk_as_a_cash_flow(
     assert state.day_cash_flows == Decimal("50000")
     assert not state.halted
     assert NavPoint.objects.count() == 2
+
+
+def test_funding_is_booked_on_the_position_and_transfers_as_cash_flows_once(
+    server: BinanceTestServer, venue: BinanceFutures
+) -> None:
+    from routing.books import income_record
+    from routing.models import FundingPayment
+
+    risk_state_load(initial_nav=Decimal("100000"))
+    trade(venue, Side.BUY, "0.100")
+    fills_record(venue=venue, symbol="BTCUSDT")
+    paid = server.settle_funding("BTCUSDT", Decimal("0.0001"))
+    server.transfer(Decimal("2500"))
+
+    booked = income_record(venue=venue)
+    again = income_record(venue=venue)
+
+    assert (booked, again) == (2, 0)
+    funding = FundingPayment.objects.get()
+    assert funding.amount == paid < 0  # a long pays a positive rate
+    assert Position.objects.get(symbol="BTCUSDT").funding == paid
+    transfer = CashFlow.objects.get()
+    assert (transfer.kind, transfer.amount) == (CashFlow.Kind.TRANSFER, Decimal("2500"))
+    # NAV follows the wallet; the transfer is handed to risk as a cash flow, the funding not
+    point = nav_record(venue=venue, at=datetime.now(UTC))
+    assert point.cash_flow == Decimal("2500")
+    assert point.wallet == server.balance

@@ -331,6 +331,13 @@ class TestFunding:
         assert venue.wallet_balance() == (
             Decimal("10000") + position.realized_pnl - position.fees + position.funding
         )
+        # and reports them as Binance's income does, once each
+        income = venue.income(since_ms=0)
+        assert [(i.kind, i.symbol, i.amount) for i in income] == [
+            ("FUNDING_FEE", "BTCUSDT", p.amount) for p in payments
+        ]
+        assert len({i.income_id for i in income}) == 3
+        assert venue.income(since_ms=payments[-1].time_ms + 1) == []
 
     def test_a_short_receives_a_positive_rate_and_pays_a_negative_one(self) -> None:
         clock = Clock()
