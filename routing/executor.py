@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -146,9 +146,32 @@ def step_market_data(ctx: TickContext) -> int:
     return stored
 
 
+EXTERNAL_SIGNAL_TTL = timedelta(minutes=5)  # an external signal not acted on by then expires
+
+
 def step_signals(ctx: TickContext) -> list[Signal]:
+    """The built-in sources' new signals, and external ones (``submit_signal``) waiting."""
     at = ctx.clock()
-    return [signal for symbol in ctx.symbols for signal in signals_generate(symbol=symbol, at=at)]
+    generated = [
+        signal for symbol in ctx.symbols for signal in signals_generate(symbol=symbol, at=at)
+    ]
+    waiting = Signal.objects.filter(status=Signal.Status.NEW, created_at__lte=at).exclude(
+        pk__in=[signal.pk for signal in generated]
+    )
+    waiting.filter(created_at__lt=at - EXTERNAL_SIGNAL_TTL).update(
+        status=Signal.Status.EXPIRED, risk_reason="not acted on within its time to live"
+    )
+    external = list(waiting.filter(symbol__in=ctx.symbols).order_by("created_at", "id"))
+    return generated + external
+
+
+def _last_close(symbol: str, at: datetime) -> Decimal | None:
+    return (
+        MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=at)
+        .order_by("-open_time")
+        .values_list("close", flat=True)
+        .first()
+    )
 
 
 def _bar_volatility(symbol: str, at: datetime) -> float | None:
@@ -197,6 +220,10 @@ def step_size_and_check(ctx: TickContext, signals: list[Signal]) -> list[Order]:
         if halted:
             _reject(signal, "symbol_halted", halted)
             continue
+        if signal.decision_price is None:
+            # An external signal is priced at the last closed bar, like the sources' own.
+            signal.decision_price = _last_close(signal.symbol, at)
+            signal.save(update_fields=["decision_price"])
         filters, price = _filters(signal.symbol), signal.decision_price
         vol = _bar_volatility(signal.symbol, at)
         if filters is None or price is None or vol is None or not math.isfinite(vol):

@@ -149,3 +149,51 @@ def test_a_halt_set_during_a_tick_stops_its_remaining_orders(
     stopped = Order.objects.filter(status=Order.Status.CANCELED, purpose=Order.Purpose.ENTRY)
     assert stopped.count() == report.orders - 1
     assert all("halted" in order.last_error for order in stopped)
+
+
+def test_an_external_signal_is_traded_by_the_next_tick(
+    server: BinanceTestServer, venue: BinanceFutures
+) -> None:
+    from routing.models import SignalSource
+    from routing.signal_services import signal_submit
+
+    risk_state_load(initial_nav=Decimal("100000"))
+    stored_history(server, trend=False)
+    SignalSource.objects.all().delete()  # only the external signal
+    submitted = signal_submit(
+        symbol="BTCUSDT", side="BUY", strength="0.5", source="my_model", at=NOW
+    )
+
+    report = executor_tick(context(venue))
+
+    submitted.refresh_from_db()
+    assert submitted.status == Signal.Status.ROUTED
+    assert submitted.decision_price is not None
+    order = Order.objects.get(signal=submitted)
+    assert order.status == Order.Status.FILLED
+    assert report.orders == 1
+    assert server.position("BTCUSDT").amount == order.quantity
+
+
+def test_an_external_signal_older_than_its_time_to_live_expires(
+    server: BinanceTestServer, venue: BinanceFutures
+) -> None:
+    from routing.models import SignalSource
+    from routing.signal_services import signal_submit
+
+    risk_state_load(initial_nav=Decimal("100000"))
+    stored_history(server, trend=False)
+    SignalSource.objects.all().delete()
+    stale = signal_submit(
+        symbol="BTCUSDT",
+        side="BUY",
+        strength="0.5",
+        source="my_model",
+        at=NOW - timedelta(minutes=10),
+    )
+
+    executor_tick(context(venue))
+
+    stale.refresh_from_db()
+    assert stale.status == Signal.Status.EXPIRED
+    assert server.accepted_orders == []
