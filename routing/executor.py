@@ -214,6 +214,12 @@ def step_size_and_check(ctx: TickContext, signals: list[Signal]) -> list[Order]:
     at = ctx.clock()
     state = values_from_row(risk_state_load())
     marks = ctx.venue.mark_prices()
+    # Orders are only created here (sent in the next step): positions and open orders are
+    # the same for every signal of the tick, read once.
+    positions = dict(Position.objects.values_list("symbol", "quantity"))
+    open_orders = Order.objects.filter(
+        status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]
+    ).count()
     orders: list[Order] = []
     for signal in signals:
         halted = symbol_halted(signal.symbol)
@@ -256,10 +262,6 @@ def step_size_and_check(ctx: TickContext, signals: list[Signal]) -> list[Order]:
         if isinstance(rounded, FilterRejection):
             _reject(signal, str(rounded.reason), f"no order: {rounded.message}")
             continue
-        positions = dict(Position.objects.values_list("symbol", "quantity"))
-        open_orders = Order.objects.filter(
-            status__in=[Order.Status.OPEN, Order.Status.PARTIALLY_FILLED]
-        ).count()
         decision = pretrade_check(
             intent=OrderIntent(
                 symbol=signal.symbol, side=side, quantity=rounded.quantity, price=price
@@ -326,18 +328,12 @@ def step_nav(ctx: TickContext) -> NavPoint:
 
 
 def step_autotune(ctx: TickContext) -> None:
-    navs = [
-        float(n)
-        for n in NavPoint.objects.order_by("-at").values_list("nav", flat=True)[:AUTOTUNE_RETURNS]
-    ]
-    flows = [
-        float(f)
-        for f in NavPoint.objects.order_by("-at").values_list("cash_flow", flat=True)[
-            :AUTOTUNE_RETURNS
-        ]
-    ]
-    navs.reverse()
-    flows.reverse()
+    points = list(
+        NavPoint.objects.order_by("-at").values_list("nav", "cash_flow")[:AUTOTUNE_RETURNS]
+    )
+    points.reverse()
+    navs = [float(nav) for nav, _ in points]
+    flows = [float(flow) for _, flow in points]
     returns = [
         (navs[i] - flows[i] - navs[i - 1]) / navs[i - 1] if navs[i - 1] > 0 else math.nan
         for i in range(1, len(navs))
