@@ -41,9 +41,13 @@ typecheck: $(TEST_STAMP)
 pytest: $(TEST_STAMP) $(NODE_STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Benchmarks beside their baselines, same run; rewrites docs/benchmarks.md.
+# Benchmarks beside their baselines, same run; rewrites docs/benchmarks.md. They run on
+# PostgreSQL (BENCH_DATABASE_URL, created when missing: the dashboard's is measured there) and
+# the local Redis (BENCH_REDIS_URL, its own database number).
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingsite_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/13
 bench: $(TEST_STAMP)
-	$(PY) -m tests.benchmarks.run
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m tests.benchmarks.run
 
 # The browser tests use Chromium from CHROMIUM_PATH or PATH, else Playwright's own download;
 # when none can be had the run stops here and says so (a browser test is never skipped).

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import (
+    ROUND_DOWN,
     ROUND_HALF_EVEN,
     Context,
     Decimal,
@@ -307,3 +308,59 @@ def attribution_funding_applied(
         with _exact():
             total += payment
     return positions, total
+
+
+UNATTRIBUTED = "unattributed"
+
+
+def attribution_split(
+    virtual: Mapping[str, PositionState], *, side: Side, quantity: Decimal, fee: Decimal
+) -> list[tuple[str, Decimal, Decimal]]:
+    """How a fill with no signal of its own (a protective stop, ``flatten``, a reconciled fill)
+    is shared among the signals' virtual positions: ``[(signal, quantity, fee), ...]``.
+
+    It reduces the positions it opposes (a SELL the longs, a BUY the shorts) in proportion
+    to their size, as the venue's netted position is reduced; what is left over (more than
+    the signals hold) goes to ``UNATTRIBUTED``. Shares are rounded down to the project
+    precision and the largest position takes the remainder, so quantities and fees add up
+    exactly to the fill's, and a fill that closes everything closes every signal exactly.
+    """
+    if quantity <= 0:
+        raise ValueError(f"fill quantity must be > 0, got {quantity}")
+    if fee < 0:
+        raise ValueError(f"fee must be >= 0, got {fee}")
+    direction = 1 if side is Side.BUY else -1
+    opposed = sorted(
+        (
+            (abs(state.quantity), name)
+            for name, state in virtual.items()
+            if _direction(state.quantity) == -direction
+        ),
+    )
+    with localcontext(_DIVISION):
+        held = sum((size for size, _ in opposed), ZERO)
+        covered = min(quantity, held)
+        parts: list[tuple[str, Decimal]] = []
+        given = ZERO
+        for index, (size, name) in enumerate(opposed):
+            if index == len(opposed) - 1:
+                share = covered - given
+            else:
+                share = (covered * size / held).quantize(Decimal(1).scaleb(-8), rounding=ROUND_DOWN)
+            if share > 0:
+                parts.append((name, share))
+                given += share
+        if quantity - covered > 0:
+            parts.append((UNATTRIBUTED, quantity - covered))
+        split: list[tuple[str, Decimal, Decimal]] = []
+        fee_given = ZERO
+        for index, (name, share) in enumerate(parts):
+            if index == len(parts) - 1:
+                part_fee = fee - fee_given
+            else:
+                part_fee = (fee * share / quantity).quantize(
+                    Decimal(1).scaleb(-18), rounding=ROUND_DOWN
+                )
+            fee_given += part_fee
+            split.append((name, share, part_fee))
+    return split

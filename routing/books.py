@@ -16,16 +16,33 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Max, Sum
 
+from risk.limits import Side
 from risk.services import risk_nav_observe
-from routing.accounting import PositionState, fill_applied, unrealized_pnl
-from routing.models import CashFlow, Fill, FundingPayment, NavPoint, Order, Position
+from routing.accounting import (
+    FLAT,
+    PositionState,
+    attribution_split,
+    fill_applied,
+    unrealized_pnl,
+)
+from routing.health import attribution_as_dict, health_refresh_soon
+from routing.models import (
+    CashFlow,
+    Fill,
+    FillAttribution,
+    FundingPayment,
+    NavPoint,
+    Order,
+    Position,
+    SignalPosition,
+)
 from routing.venues import Venue, VenueTrade
 from tradingsite.decimals import quantize
 from tradingsite.live import live_push
 from tradingsite.outbox import enqueue
 
 
-def position_state(row: Position) -> PositionState:
+def position_state(row: Position | SignalPosition) -> PositionState:
     return PositionState(
         quantity=row.quantity,
         entry_price=row.entry_price,
@@ -36,7 +53,7 @@ def position_state(row: Position) -> PositionState:
     )
 
 
-def _store(row: Position, state: PositionState) -> None:
+def _store(row: Position | SignalPosition, state: PositionState) -> None:
     row.quantity = state.quantity
     row.entry_price = state.entry_price
     row.entry_residue = state.entry_residue
@@ -65,24 +82,72 @@ def _new_trades(symbol: str, trades: Iterable[VenueTrade]) -> list[VenueTrade]:
     return [trade for trade in trades if trade.trade_id not in known]
 
 
+def _signed(side: Side, quantity: Decimal) -> Decimal:
+    return quantity if side is Side.BUY else -quantity
+
+
+def _attribute(
+    virtual: dict[str, PositionState], fill: Fill, order: Order
+) -> list[FillAttribution]:
+    """Move the signal sources' virtual positions by ``fill``: all of it to the order's
+    signal source, or, for an order without a signal (stop, flatten), shared among the
+    positions it reduces (``routing.accounting.attribution_split``)."""
+    side = Side(fill.side)
+    if order.signal is not None:
+        parts = [(order.signal.source, fill.quantity, fill.fee)]
+    else:
+        parts = attribution_split(virtual, side=side, quantity=fill.quantity, fee=fill.fee)
+    rows = []
+    for source, quantity, fee in parts:
+        before = virtual.get(source, FLAT).quantity
+        virtual[source], realized = fill_applied(
+            virtual.get(source, FLAT), side=side, quantity=quantity, price=fill.price, fee=fee
+        )
+        rows.append(
+            FillAttribution(
+                fill=fill,
+                source=source,
+                symbol=fill.symbol,
+                side=fill.side,
+                quantity=quantity,
+                price=fill.price,
+                fee=fee,
+                realized_pnl=realized,
+                closing=before != 0 and (before > 0) != (_signed(side, quantity) > 0),
+                decision_price=order.decision_price,
+                filled_at=fill.filled_at,
+            )
+        )
+    return rows
+
+
 def fills_record(*, venue: Venue, symbol: str) -> list[Fill]:
-    """Record the venue's new executions of ``symbol`` and move its position accordingly.
+    """Record the venue's new executions of ``symbol`` and move its position, and the signal
+    sources' virtual positions, accordingly.
 
     A trade whose order is not ours is left for reconciliation (it never moves our books).
+    After the commit, each fill is pushed to open pages and the router health aggregates are
+    refreshed (``routing.health``).
     """
     trades = _new_trades(symbol, venue.trades(symbol=symbol, since_ms=_since_ms(symbol)))
     if not trades:
         return []
     orders = {
         order.venue_order_id: order
-        for order in Order.objects.filter(
+        for order in Order.objects.select_related("signal").filter(
             symbol=symbol, venue_order_id__in={trade.venue_order_id for trade in trades}
         )
     }
     recorded: list[Fill] = []
+    attributions: list[FillAttribution] = []
     with transaction.atomic():
         position, _ = Position.objects.select_for_update().get_or_create(symbol=symbol)
         state = position_state(position)
+        virtual_rows = {
+            row.source: row
+            for row in SignalPosition.objects.select_for_update().filter(symbol=symbol)
+        }
+        virtual = {source: position_state(row) for source, row in virtual_rows.items()}
         for trade in trades:
             order = orders.get(trade.venue_order_id)
             if order is None:
@@ -90,21 +155,25 @@ def fills_record(*, venue: Venue, symbol: str) -> list[Fill]:
             state, realized = fill_applied(
                 state, side=trade.side, quantity=trade.quantity, price=trade.price, fee=trade.fee
             )
-            recorded.append(
-                Fill.objects.create(
-                    order=order,
-                    signal_id=order.signal_id,
-                    venue_trade_id=trade.trade_id,
-                    symbol=symbol,
-                    side=str(trade.side),
-                    quantity=trade.quantity,
-                    price=trade.price,
-                    fee=trade.fee,
-                    realized_pnl=realized,
-                    filled_at=_moment(trade.time_ms),
-                )
+            fill = Fill.objects.create(
+                order=order,
+                signal_id=order.signal_id,
+                venue_trade_id=trade.trade_id,
+                symbol=symbol,
+                side=str(trade.side),
+                quantity=trade.quantity,
+                price=trade.price,
+                fee=trade.fee,
+                realized_pnl=realized,
+                filled_at=_moment(trade.time_ms),
             )
+            recorded.append(fill)
+            attributions.extend(_attribute(virtual, fill, order))
         _store(position, state)
+        for source, virtual_state in virtual.items():
+            row = virtual_rows.get(source) or SignalPosition(source=source, symbol=symbol)
+            _store(row, virtual_state)
+        FillAttribution.objects.bulk_create(attributions)
         payload = {
             "symbol": symbol,
             "quantity": position.quantity,
@@ -114,6 +183,10 @@ def fills_record(*, venue: Venue, symbol: str) -> list[Fill]:
         }
         enqueue("positions", symbol, payload)
         live_push(event="routing.position", data={k: str(v) for k, v in payload.items()})
+        for attribution in attributions:
+            live_push(event="routing.fill", data=attribution_as_dict(attribution))
+        if attributions:
+            transaction.on_commit(health_refresh_soon)
     return recorded
 
 

@@ -52,3 +52,5 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     risk_autotune = forward
     routing_position = forward
     routing_nav = forward
+    routing_fill = forward
+    routing_health = forward

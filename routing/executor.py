@@ -22,7 +22,6 @@ from decimal import Decimal
 
 import numpy as np
 from django.db import transaction
-from django.db.models import Case, DecimalField, F, Sum, When
 
 from doctor.services import heartbeat_record
 from risk.autotune import finite_returns, realised_volatility
@@ -34,7 +33,15 @@ from risk.services import risk_autotune, risk_state_load
 from risk.sizing import vol_target_quantity
 from routing.books import fills_record, income_record, nav_record
 from routing.filters import FilterRejection, SymbolFilters, order_rounded
-from routing.models import Fill, Instrument, MarketBar, NavPoint, Order, Position, Signal
+from routing.models import (
+    Instrument,
+    MarketBar,
+    NavPoint,
+    Order,
+    Position,
+    Signal,
+    SignalPosition,
+)
 from routing.orders import order_create, order_send
 from routing.protection import entries_cancel, stops_maintain, stops_refresh
 from routing.reconcile import symbol_halted
@@ -188,14 +195,14 @@ def _bar_volatility(symbol: str, at: datetime) -> float | None:
 
 
 def _source_position(symbol: str, source: str) -> Decimal:
-    """The signal source's virtual position in ``symbol``: its fills, signed."""
-    signed = Case(
-        When(side=Side.BUY, then=F("quantity")),
-        default=-F("quantity"),
-        output_field=DecimalField(max_digits=38, decimal_places=18),
+    """The signal source's virtual position in ``symbol`` (its fills, and its share of the
+    stops and flattens that reduced it: ``routing.books``)."""
+    quantity = (
+        SignalPosition.objects.filter(symbol=symbol, source=source)
+        .values_list("quantity", flat=True)
+        .first()
     )
-    total = Fill.objects.filter(symbol=symbol, signal__source=source).aggregate(net=Sum(signed))
-    return total["net"] or Decimal(0)
+    return quantity if quantity is not None else Decimal(0)
 
 
 def _filters(symbol: str) -> SymbolFilters | None:

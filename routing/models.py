@@ -153,7 +153,10 @@ class Signal(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["source", "-created_at"], name="signal_source_recent")]
+        indexes = [
+            models.Index(fields=["source", "-created_at"], name="signal_source_recent"),
+            models.Index(fields=["status", "-created_at"], name="signal_status_recent"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(strength__gte=0) & Q(strength__lte=1), name="signal_strength_unit"
@@ -214,12 +217,18 @@ class Order(models.Model):
     submitted_at = models.DateTimeField(null=True, blank=True)
     acked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # Set once the order's execution quality (sent, rejected, latency) is in the router
+    # health aggregates (``routing.health``), so each order counts exactly once.
+    health_counted = models.BooleanField(default=False, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-decided_at", "-id"]
         indexes = [
             models.Index(fields=["status", "symbol"], name="order_status_symbol"),
+            models.Index(
+                fields=["id"], condition=Q(health_counted=False), name="order_health_pending"
+            ),
             models.Index(fields=["-decided_at"], name="order_recent"),
         ]
         constraints = [
@@ -361,3 +370,109 @@ class PaperAccount(models.Model):
 
     def __str__(self) -> str:
         return f"paper account {self.name} (v{self.version})"
+
+
+class SignalPosition(models.Model):
+    """A signal source's virtual position in one symbol (``routing.accounting`` attribution).
+
+    The venue nets every source into one position per symbol; here each source keeps its own,
+    moved by its fills at the real prices and fees, and by its share of the fills that have no
+    signal (stops, ``flatten``). The sources' quantities add up to the account's position.
+    """
+
+    source = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=30)
+    quantity = _decimal(default=0, help_text="Signed: long > 0.")
+    entry_price = _decimal(default=0)
+    entry_residue = _exact(default=0)
+    realized_pnl = _exact(default=0)
+    fees = _exact(default=0)
+    funding = _exact(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["source", "symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "symbol"], name="signalposition_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.symbol} {self.quantity} @ {self.entry_price}"
+
+
+class FillAttribution(models.Model):
+    """A signal source's share of a fill, with the PnL it realised for that source."""
+
+    fill = models.ForeignKey(Fill, on_delete=models.CASCADE, related_name="attributions")
+    source = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=30)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    quantity = _decimal()
+    price = _decimal()
+    fee = _exact(default=0)
+    realized_pnl = _exact(default=0, help_text="Gross of the fee, for this source.")
+    closing = models.BooleanField(help_text="The fill reduced or closed the source's position.")
+    decision_price = _decimal(null=True, blank=True)
+    filled_at = models.DateTimeField()
+    # Set once the row is in the router health aggregates (``routing.health``).
+    health_counted = models.BooleanField(default=False, editable=False)
+
+    class Meta:
+        ordering = ["-filled_at", "-id"]
+        indexes = [
+            models.Index(fields=["-filled_at"], name="attribution_time"),
+            models.Index(fields=["source", "symbol", "-filled_at"], name="attribution_recent"),
+            models.Index(
+                fields=["id"], condition=Q(health_counted=False), name="attribution_health_pending"
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0) & Q(price__gt=0) & Q(fee__gte=0),
+                name="attribution_amounts_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.side} {self.quantity} {self.symbol} @ {self.price}"
+
+
+class HealthCell(models.Model):
+    """Router health sums for one source, symbol and period (an hour or a day).
+
+    Additive, so new fills and orders are added in without recomputing history; the fields
+    are ``routing.analytics.CELL_FIELDS``. Floats: these are display aggregates, the books
+    (fills, positions) stay exact.
+    """
+
+    period_seconds = models.PositiveIntegerField()
+    start = models.BigIntegerField(help_text="Epoch seconds of the period's start.")
+    source = models.CharField(max_length=64)
+    symbol = models.CharField(max_length=30)
+    values = models.JSONField(help_text="Sums in routing.analytics.CELL_FIELDS order.")
+
+    class Meta:
+        ordering = ["period_seconds", "start", "source", "symbol"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period_seconds", "start", "source", "symbol"], name="healthcell_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.symbol} {self.period_seconds}s @ {self.start}"
+
+
+class RouterHealthSummary(models.Model):
+    """The computed router health of one window (or the NAV curve): what the pages render."""
+
+    key = models.CharField(max_length=16, unique=True)
+    payload = models.JSONField()
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["key"]
+        verbose_name_plural = "router health summaries"
+
+    def __str__(self) -> str:
+        return f"router health {self.key} at {self.computed_at:%Y-%m-%d %H:%M:%S}"

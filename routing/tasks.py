@@ -7,12 +7,14 @@ from datetime import datetime
 from decimal import ROUND_CEILING
 from typing import TypeVar
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.utils import timezone
 
 from risk.selectors import limits_configured
 from routing.executor import TickContext, executor_tick
+from routing.health import health_cells_prune, router_health_refresh
+from routing.protection import flatten
 from routing.reconcile import reconcile
 from routing.runtime import venue_session
 from routing.venues import Venue
@@ -86,3 +88,33 @@ def reconcile_task() -> None:
     # On the default queue (only executor_* tasks go to the executor queue): it shares the
     # tick's lock, not its worker, so a slow venue here never delays the executor's queue.
     reconcile_run_once()
+
+
+@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
+def router_health_refresh_task() -> None:
+    # Queued after fills commit and every minute by beat; a refresh already running (it holds
+    # a lock) covers a queued one, and the next one catches up with anything left.
+    report = router_health_refresh()
+    if report.ran:
+        health_cells_prune()
+
+
+def flatten_run(*, actor: str, reason: str) -> list[str] | None:
+    """``flatten`` under the executor's lock (between ticks): the orders' client ids, or None
+    when the lock is held (the caller tries again)."""
+
+    def work(venue: Venue, clock: Clock, renew: Callable[[], None]) -> list[str]:
+        orders = flatten(
+            venue=venue, symbols=tuple(settings.SYMBOLS), actor=actor, reason=reason, clock=clock
+        )
+        return [order.client_order_id for order in orders]
+
+    return _under_executor_lock("flatten", None, work)
+
+
+@shared_task(bind=True, ignore_result=True, soft_time_limit=120, time_limit=180, max_retries=None)
+def flatten_task(self: Task, *, actor: str, reason: str) -> None:  # type: ignore[type-arg]
+    # Requested by an operator on the dashboard, on the executor queue. An operator's flatten
+    # is never dropped: while a tick holds the lock it is tried again every few seconds.
+    if flatten_run(actor=actor, reason=reason) is None:
+        raise self.retry(countdown=3)

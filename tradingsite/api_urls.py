@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from doctor.api import HeartbeatLatestList
+from routing import api as routing_api
 
 urlpatterns = [
     path("heartbeats/latest/", HeartbeatLatestList.as_view(), name="api-heartbeats-latest"),
+    path(
+        "router-health/<str:window>/",
+        routing_api.RouterHealthTables.as_view(),
+        name="api-router-health",
+    ),
+    path(
+        "router-health/<str:window>/curves/",
+        routing_api.RouterHealthCurves.as_view(),
+        name="api-router-health-curves",
+    ),
+    path("nav/curve/", routing_api.NavCurve.as_view(), name="api-nav-curve"),
+    path("positions/", routing_api.Positions.as_view(), name="api-positions"),
+    path("fills/recent/", routing_api.RecentFills.as_view(), name="api-fills-recent"),
+    path("status/", routing_api.TradingStatus.as_view(), name="api-status"),
+    path("ticks/", routing_api.LastTicks.as_view(), name="api-ticks"),
+    path("", include("risk.api")),
 ]

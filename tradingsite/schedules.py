@@ -69,6 +69,16 @@ SCHEDULES: tuple[Schedule, ...] = (
         description="Drop heartbeats older than the retention window.",
     ),
     Schedule(
+        name="routing: router health refresh",
+        task="routing.tasks.router_health_refresh_task",
+        every_seconds=60,
+        queue="default",
+        description=(
+            "Router health aggregates brought up to date and pushed to open pages (fills also "
+            "queue a refresh as they commit); hourly cells past the hourly windows dropped."
+        ),
+    ),
+    Schedule(
         name="routing: reconcile",
         task="routing.tasks.reconcile_task",
         every_seconds=60,

@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from routing import views as routing_views
 from tradingsite.views import TABS, DashboardTabView, healthz, readyz
 
 urlpatterns = [
@@ -16,6 +17,8 @@ urlpatterns = [
     path("api/v1/", include("tradingsite.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("controls/kill-switch/", routing_views.kill_switch, name="control-kill-switch"),
+    path("controls/flatten/", routing_views.flatten, name="control-flatten"),
     path("", DashboardTabView.as_view(tab="overview"), name="overview"),
     *[
         path(f"{slug}/", DashboardTabView.as_view(tab=slug), name=slug)

@@ -9,6 +9,9 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.generic import TemplateView
 
+from risk.dashboard import risk_tab_context
+from routing.dashboard import overview_context, router_health_context
+from tradingsite.accounts import is_operator
 from tradingsite.health import readiness
 
 TABS = (
@@ -44,4 +47,15 @@ class DashboardTabView(LoginRequiredMixin, TemplateView):
         return [f"dashboard/{self.tab}.html"]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        return {**super().get_context_data(**kwargs), "tabs": TABS, "active_tab": self.tab}
+        context = {
+            **super().get_context_data(**kwargs),
+            "tabs": TABS,
+            "active_tab": self.tab,
+        }
+        if self.tab == "overview":
+            context.update(overview_context(), is_operator=is_operator(self.request.user))
+        elif self.tab == "router-health":
+            context.update(router_health_context(self.request.GET.get("window", "")))
+        elif self.tab == "risk":
+            context.update(risk_tab_context())
+        return context

@@ -125,6 +125,7 @@ def _sandbox(symbols: Sequence[str]) -> Iterator[None]:
     from risk.models import AutotuneEvent, RiskLimit, RiskSnapshot, RiskState
     from routing.models import (
         Fill,
+        HealthCell,
         Instrument,
         MarketBar,
         NavPoint,
@@ -132,10 +133,20 @@ def _sandbox(symbols: Sequence[str]) -> Iterator[None]:
         PaperAccount,
         Position,
         Signal,
+        SignalPosition,
     )
     from tradingsite.models import OutboxEntry
 
-    by_symbol: list[type[Model]] = [Fill, Order, Signal, MarketBar, Position, Instrument]
+    by_symbol: list[type[Model]] = [
+        Fill,
+        Order,
+        Signal,
+        MarketBar,
+        Position,
+        SignalPosition,
+        HealthCell,
+        Instrument,
+    ]
     by_pk: list[type[Model]] = [
         NavPoint,
         Heartbeat,

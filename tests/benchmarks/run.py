@@ -14,12 +14,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = (
     "tests.benchmarks.bench_checks",
     "tests.benchmarks.bench_sizing",
     "tests.benchmarks.bench_routing",
+    "tests.benchmarks.bench_analytics",
+    "tests.benchmarks.bench_dashboard",
 )
 
 
@@ -27,11 +30,30 @@ def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
     os.environ.setdefault("ENV", "test")
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench.sqlite3'}")
+    _database_create(os.environ["DATABASE_URL"])
     import django
     from django.core.management import call_command
 
     django.setup()
     call_command("migrate", interactive=False, verbosity=0)
+
+
+def _database_create(url: str) -> None:
+    """Create the benchmarks' PostgreSQL database when it does not exist yet."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        return
+    import psycopg
+    from psycopg import sql
+
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as connection:
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+        if exists is None:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def _machine() -> str:

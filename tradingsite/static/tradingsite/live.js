@@ -79,5 +79,27 @@
   on("doctor.heartbeat", showWorkerBeat);
   window.setInterval(renderAge, 1000);
 
+  // Every tab's banner while trading is halted (with the reason) or the kill switch is on.
+  const status = JSON.parse((document.getElementById("trading-status") || {}).textContent || "{}") || {};
+  function renderBanner() {
+    const banner = document.getElementById("halt-banner");
+    if (!banner) return;
+    banner.hidden = !(status.halted || status.kill_switch);
+    document.getElementById("halt-title").textContent = status.halted
+      ? "Trading is halted" : "Kill switch is on";
+    document.getElementById("halt-reason").textContent = status.halted
+      ? status.halt_reason
+      : "no new entries are sent; stops and reduce-only orders still are";
+  }
+  on("risk.state", (state) => {
+    status.halted = state.halted;
+    status.halt_reason = state.halt_reason;
+    renderBanner();
+  });
+  on("risk.kill_switch", (change) => {
+    status.kill_switch = change.on;
+    renderBanner();
+  });
+
   window.live = { on, connect };
 })();

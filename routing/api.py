@@ -1,0 +1,111 @@
+"""JSON for every table and chart of the Overview and Router Health tabs: the same selectors
+the pages render (``routing.dashboard``, ``routing.health``), so both always agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from routing.dashboard import last_ticks, positions_with_stops, risk_status, trading_status
+from routing.health import (
+    WINDOW_KEYS,
+    nav_curve_summary,
+    recent_fills,
+    router_health_curves,
+    router_health_summary,
+)
+
+WINDOW = OpenApiParameter("window", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(WINDOW_KEYS))
+OBJECT = extend_schema(responses=OpenApiTypes.OBJECT)
+WINDOWED = extend_schema(responses=OpenApiTypes.OBJECT, parameters=[WINDOW])
+LIST = extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}})
+
+NOT_COMPUTED = {"detail": "not computed yet: the router health refresh has not run"}
+
+
+class _ReadOnly(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+
+def _summary(window: str) -> dict[str, Any] | Response:
+    if window not in WINDOW_KEYS:
+        return Response(
+            {"window": [f"unknown window {window!r}: one of {', '.join(WINDOW_KEYS)}"]},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    summary = router_health_summary(window)
+    if summary is None:
+        return Response(NOT_COMPUTED, status=status.HTTP_404_NOT_FOUND)
+    return summary
+
+
+class RouterHealthTables(_ReadOnly):
+    """Per signal source, per symbol and overall metrics of a window (24h, 7d, 30d, all)."""
+
+    @WINDOWED
+    def get(self, request: Request, window: str) -> Response:
+        summary = _summary(window)
+        if isinstance(summary, Response):
+            return summary
+        return Response(summary)
+
+
+class RouterHealthCurves(_ReadOnly):
+    """Cumulative PnL and hit-rate curves per signal source and per symbol of a window."""
+
+    @WINDOWED
+    def get(self, request: Request, window: str) -> Response:
+        summary = _summary(window)
+        if isinstance(summary, Response):
+            return summary
+        curves = router_health_curves(window) or {}
+        return Response({"window": window, "computed_at": summary["computed_at"], **curves})
+
+
+class NavCurve(_ReadOnly):
+    """Rolling NAV with its drawdown (time-weighted: cash flows are not performance)."""
+
+    @OBJECT
+    def get(self, request: Request) -> Response:
+        curve = nav_curve_summary()
+        if curve is None:
+            return Response(NOT_COMPUTED, status=status.HTTP_404_NOT_FOUND)
+        return Response(curve)
+
+
+class Positions(_ReadOnly):
+    """Open positions with their protective stops."""
+
+    @LIST
+    def get(self, request: Request) -> Response:
+        return Response(positions_with_stops())
+
+
+class RecentFills(_ReadOnly):
+    """The last fills, as each signal source's share."""
+
+    @LIST
+    def get(self, request: Request) -> Response:
+        return Response(recent_fills())
+
+
+class TradingStatus(_ReadOnly):
+    """Halted or not (and why), the kill switch, and the risk state's headline numbers."""
+
+    @OBJECT
+    def get(self, request: Request) -> Response:
+        return Response({**trading_status(), "risk": risk_status()})
+
+
+class LastTicks(_ReadOnly):
+    """The executor's last ticks."""
+
+    @LIST
+    def get(self, request: Request) -> Response:
+        return Response(last_ticks())
