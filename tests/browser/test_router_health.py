@@ -233,8 +233,11 @@ def test_overview_and_risk_show_the_selectors_numbers(
     from risk.services import risk_multiplier_set
     from routing.dashboard import positions_with_stops, risk_status
 
-    risk_multiplier_set(multiplier=Decimal("0.5"))
-    status, positions, limits = risk_status(), positions_with_stops(), limits_compared()
+    def read() -> tuple[Any, Any, Any]:
+        risk_multiplier_set(multiplier=Decimal("0.5"))
+        return risk_status(), positions_with_stops(), limits_compared()
+
+    status, positions, limits = off_the_page_thread(read)
     assert status is not None
     assert positions
     assert limits["rows"]
