@@ -272,3 +272,28 @@ def nav_record(*, venue: Venue, at: datetime) -> NavPoint:
         live_push(event="routing.nav", data={"at": at.isoformat(), "nav": str(nav)})
     risk_nav_observe(nav=nav, cash_flow=cash_flow, at=at)
     return point
+
+
+def attribution_rebuild() -> int:
+    """Attribute every fill again, from the first, per symbol in booking order: the signal
+    sources' virtual positions and fill shares are rebuilt (after an upgrade from books
+    without attribution, or a change of its rules). The caller holds the executor's lock.
+    Returns the number of shares written."""
+    written = 0
+    with transaction.atomic():
+        FillAttribution.objects.all().delete()
+        SignalPosition.objects.all().delete()
+        for symbol in Fill.objects.values_list("symbol", flat=True).distinct().order_by():
+            virtual: dict[str, PositionState] = {}
+            rows: list[FillAttribution] = []
+            for fill in (
+                Fill.objects.filter(symbol=symbol)
+                .select_related("order__signal")
+                .order_by("filled_at", "id")
+            ):
+                rows.extend(_attribute(virtual, fill, fill.order))
+            FillAttribution.objects.bulk_create(rows, batch_size=2000)
+            for source, state in virtual.items():
+                _store(SignalPosition(source=source, symbol=symbol), state)
+            written += len(rows)
+    return written

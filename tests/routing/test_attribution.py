@@ -220,3 +220,42 @@ def test_open_sources_add_up_to_the_account_at_any_mark(
             state, side=Side(a.side), quantity=a.quantity, price=a.price, fee=a.fee
         )
     assert state.quantity == _source_position("BTCUSDT", "momentum")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("global_limits")
+def test_the_rebuild_command_attributes_every_fill_again_identically(
+    server: BinanceTestServer, venue: BinanceFutures
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    risk_state_load(initial_nav=Decimal("100000"))
+    send(venue, Side.BUY, "0.030", source="momentum")
+    send(venue, Side.SELL, "0.010", source="mean_reversion")
+    server.set_price("BTCUSDT", Decimal("61000"))
+    send(venue, Side.SELL, "0.020", purpose=Order.Purpose.STOP)
+    fills_record(venue=venue, symbol="BTCUSDT")
+
+    def books() -> tuple[object, ...]:
+        return (
+            sorted(
+                SignalPosition.objects.values_list("source", "quantity", "realized_pnl", "fees")
+            ),
+            sorted(
+                FillAttribution.objects.values_list(
+                    "fill_id", "source", "quantity", "fee", "realized_pnl", "closing"
+                )
+            ),
+        )
+
+    before = books()
+    SignalPosition.objects.all().delete()  # as after upgrading from books without attribution
+    FillAttribution.objects.all().delete()
+    out = StringIO()
+
+    call_command("router_health_rebuild", "--attribution", stdout=out)
+
+    assert books() == before
+    assert f"attributed {len(before[1])} fill share(s)" in out.getvalue()
