@@ -84,6 +84,10 @@ _DENSE_MIN_SLOTS = 1 << 16
 _DENSE_SLOTS_PER_ROW = 8
 _DENSE_MAX_SLOTS = 1 << 25
 
+# Rows per chunk of time-ordered fills summed at once (``_FillSums``): its temporaries stay in
+# the CPU caches, and no million-row temporary is allocated (and page-faulted) at all.
+_CHUNK_ROWS = 1 << 16
+
 _MAX_INSERTED_KEYS = 64  # new keys a merge inserts into the big part's rows one by one
 _LANES = 8  # partial sums per group (see _Laned), a power of 2
 _LANED_MAX_SIZE = 1 << 16
@@ -297,69 +301,17 @@ def _empty_values(rows: int) -> FloatArray:
     return np.zeros((rows, _NFIELDS), order="F")
 
 
-class _KeySpace:
-    """The (period, source, symbol) keys of a batch of rows, and sums of weights per key.
+class _Layout(NamedTuple):
+    """What a key means: ``first`` period (in periods since the epoch), ``groups`` (sources
+    x symbols) and ``n_symbols`` as in ``_KeySpace``, ``keys`` slots, and the ``unique``
+    keys the slots stand for when compacted (``None``: dense, the slot is the key)."""
 
-    Keys are period-major, ``((period - first) x sources + source) x symbols + symbol``, so
-    rows in time order write near each other; laid out densely when the key space is small
-    enough (the usual case), else compacted with ``np.unique``. ``sums`` folds a small
-    category into the slot (outcome of a fill, has a decision price...), so that one
-    ``np.bincount`` per weight gives every conditional sum, without masking million-row
-    arrays (branchy, so slow). Million-row temporaries are few and reused: each fresh one
-    costs its page faults, which on a VM cost more than the arithmetic.
-    """
-
-    def __init__(
-        self,
-        *,
-        at: IntArray,
-        source: IntArray,
-        symbol: IntArray,
-        n_sources: int,
-        n_symbols: int,
-        period_seconds: int,
-    ) -> None:
-        key = at // period_seconds
-        self.first = int(key.min())
-        periods = int(key.max()) - self.first + 1
-        key -= self.first
-        key *= n_sources
-        key += source
-        key *= n_symbols
-        key += symbol
-        self.groups = n_sources * n_symbols
-        self.n_symbols = n_symbols
-        self.period_seconds = period_seconds
-        if _dense_ok(periods * self.groups * 3, at.size):  # 3 categories: the widest split
-            self.keys = periods * self.groups
-            self.key = key
-            self.unique: IntArray | None = None
-        else:
-            unique, inverse = np.unique(key, return_inverse=True)
-            self.keys = unique.size
-            self.key = inverse.astype(np.int64, copy=False)
-            self.unique = unique
-        self._slot: IntArray | None = None
-
-    def sums(
-        self,
-        category: npt.NDArray[np.uint8] | None,
-        categories: int,
-        weights: Sequence[FloatArray | None],
-    ) -> list[FloatArray]:
-        """Per weight (``None``: count the rows), its sums as (categories, keys): each
-        category's sums are one contiguous row. A weight may be NaN in categories whose sums
-        are never read."""
-        if category is None:
-            slot = self.key
-        else:
-            if self._slot is None:
-                self._slot = np.empty_like(self.key)
-            slot = self._slot
-            np.multiply(category, self.keys, out=slot, dtype=np.int64)
-            slot += self.key  # category-major
-        size = self.keys * categories
-        return [_sum_by(slot, weight, size).reshape(categories, self.keys) for weight in weights]
+    first: int
+    groups: int
+    n_symbols: int
+    period_seconds: int
+    keys: int
+    unique: IntArray | None
 
     def cells(
         self, rows: FloatArray, fields: dict[str, FloatArray], names: FillArrays | OrderArrays
@@ -394,6 +346,76 @@ class _KeySpace:
         )
 
 
+class _KeySpace:
+    """The (period, source, symbol) keys of a batch of rows, and sums of weights per key.
+
+    Keys are period-major, ``((period - first) x sources + source) x symbols + symbol``, so
+    rows in time order write near each other; laid out densely when the key space is small
+    enough (the usual case), else compacted with ``np.unique``. ``sums`` folds a small
+    category into the slot (outcome of a fill, has a decision price...), so that one
+    ``np.bincount`` per weight gives every conditional sum, without masking million-row
+    arrays (branchy, so slow). Million-row temporaries are few and reused: each fresh one
+    costs its page faults, which on a VM cost more than the arithmetic.
+    """
+
+    def __init__(
+        self,
+        *,
+        at: IntArray,
+        source: IntArray,
+        symbol: IntArray,
+        n_sources: int,
+        n_symbols: int,
+        period_seconds: int,
+    ) -> None:
+        key = at // period_seconds
+        self.first = int(key.min())
+        periods = int(key.max()) - self.first + 1
+        key -= self.first
+        key *= n_sources
+        key += source
+        key *= n_symbols
+        key += symbol
+        groups = n_sources * n_symbols
+        unique: IntArray | None = None
+        if _dense_ok(periods * groups * 3, at.size):  # 3 categories: the widest split
+            self.keys = periods * groups
+            self.key = key
+        else:
+            unique, inverse = np.unique(key, return_inverse=True)
+            self.keys = unique.size
+            self.key = inverse.astype(np.int64, copy=False)
+        self.layout = _Layout(self.first, groups, n_symbols, period_seconds, self.keys, unique)
+        self._slot: IntArray | None = None
+
+    def sums(
+        self,
+        category: npt.NDArray[np.uint8] | None,
+        categories: int,
+        weights: Sequence[FloatArray | None],
+    ) -> list[FloatArray]:
+        """Per weight (``None``: count the rows), its sums as (categories, keys): each
+        category's sums are one contiguous row. A weight may be NaN in categories whose sums
+        are never read."""
+        if category is None:
+            slot = self.key
+        else:
+            if self._slot is None:
+                self._slot = np.empty_like(self.key)
+            slot = self._slot
+            np.multiply(category, self.keys, out=slot, dtype=np.int64)
+            slot += self.key  # category-major
+        size = self.keys * categories
+        return [_sum_by(slot, weight, size).reshape(categories, self.keys) for weight in weights]
+
+    def cells(
+        self, rows: FloatArray, fields: dict[str, FloatArray], names: FillArrays | OrderArrays
+    ) -> Cells:
+        """Cells of the keys with rows (``rows``: the row count per key) and these fields
+        per key; the other fields are 0."""
+        return self.layout.cells(rows, fields, names)
+
+
 def cells_from_fills(fills: FillArrays, *, period_seconds: int) -> Cells:
     """The cells of ``fills``: one row per (source, symbol, period) with at least one fill;
     a fill at ``at`` belongs to the period starting at ``floor(at / period_seconds)``.
@@ -401,6 +423,131 @@ def cells_from_fills(fills: FillArrays, *, period_seconds: int) -> Cells:
     _check_period_seconds(period_seconds)
     if len(fills) == 0:
         return Cells.empty(period_seconds, sources=fills.sources, symbols=fills.symbols)
+    at = fills.at
+    in_order = at.size < 2 or bool(np.all(at[1:] >= at[:-1]))  # as recorded: the usual case
+    first, last = (at[0], at[-1]) if in_order else (at.min(), at.max())
+    first, last = int(first) // period_seconds, int(last) // period_seconds
+    groups = len(fills.sources) * len(fills.symbols)
+    keys = (last - first + 1) * groups
+    if not _dense_ok(keys * _FillSums.WIDTH, len(fills)):
+        return _cells_from_fills_sparse(fills, period_seconds)
+    step = _CHUNK_ROWS if in_order else len(fills)  # out of order: one chunk of every key
+    sums = _FillSums(fills, period_seconds, first, keys, min(step, len(fills)))
+    for start in range(0, len(fills), step):
+        sums.add(start, min(start + step, len(fills)), whole=not in_order)
+    count, net_sum = sums.count.T, sums.net.T
+    notional_sum, slip_sum = sums.notional.T, sums.slip.T
+    fills_per_key = count[0] + count[1]
+    fills_per_key += count[2]
+    pnl = net_sum[0] + net_sum[1]  # in the order of the one-pass sums
+    pnl += net_sum[2]
+    pnl += sums.fee
+    layout = _Layout(first, groups, len(fills.symbols), period_seconds, keys, None)
+    return layout.cells(
+        fills_per_key,
+        {
+            "pnl": pnl,
+            "fees": sums.fee,
+            "fills": fills_per_key,
+            "trades": count[1] + count[2],
+            "wins": count[2],
+            "win_pnl": net_sum[2],
+            "loss_pnl": net_sum[1],
+            "notional": notional_sum[0] + notional_sum[1],
+            "slip_weighted": slip_sum[1],  # column 0 (no decision price) holds the NaNs
+            "slip_notional": notional_sum[1],
+        },
+        fills,
+    )
+
+
+class _FillSums:
+    """The sums ``cells_from_fills`` needs per dense (period, source, symbol) key, added up a
+    chunk of rows at a time.
+
+    Fills arrive in time order, so the keys of a chunk of consecutive rows span a few
+    periods: the chunk's temporaries stay in cache, and each ``np.bincount`` writes a small
+    array added into the chunk's periods (an out-of-order batch is one chunk of every key).
+    A small category is folded into the low bits of the key (``key x 4 + outcome``, ``key x
+    2 + has a decision price``), so that one ``np.bincount`` per weight gives every
+    conditional sum without masking (branchy, so slow): ``count`` and ``net`` are
+    (keys, 4), by outcome (0 opening, 1 closing with a loss, net <= 0, 2 closing with a win,
+    3 unused); ``notional`` and ``slip`` (slippage x notional) are (keys, 2), by has a
+    decision price (``slip[:, 0]`` holds NaNs); ``fee`` is (keys,). The scratch buffers
+    belong to one call: nothing is shared between calls or threads.
+    """
+
+    WIDTH = 4  # slots per key of the widest split
+
+    def __init__(
+        self, fills: FillArrays, period_seconds: int, first: int, keys: int, rows: int
+    ) -> None:
+        """Zero sums over ``keys`` dense keys from period ``first``; chunks of <= ``rows``."""
+        self.fills = fills
+        self.period_seconds = period_seconds
+        self.first = first
+        self.keys = keys
+        self.n_sources = len(fills.sources)
+        self.n_symbols = len(fills.symbols)
+        self.count = np.zeros((keys, 4))
+        self.net = np.zeros((keys, 4))
+        self.fee = np.zeros(keys)
+        self.notional = np.zeros((keys, 2))
+        self.slip = np.zeros((keys, 2))
+        self._key = np.empty(rows, dtype=np.int64)
+        self._slot = np.empty(rows, dtype=np.int64)
+        self._amount = np.empty(rows)
+        self._flag = np.empty(rows, dtype=np.bool_)
+        self._category = np.empty(rows, dtype=np.uint8)
+
+    def add(self, start: int, stop: int, *, whole: bool) -> None:
+        """Add the sums of rows ``start:stop``: in time order, or ``whole`` (any keys)."""
+        fills, rows = self.fills, slice(start, stop)
+        size = stop - start
+        key, slot, amount = self._key[:size], self._slot[:size], self._amount[:size]
+        flag, category = self._flag[:size], self._category[:size]
+        # The chunk's keys are in [low, high): whole periods, from its first row's to its last's.
+        if whole:
+            low_period, high_period = self.first, self.first + self.keys // self.groups
+        else:
+            low_period = int(fills.at[start]) // self.period_seconds
+            high_period = int(fills.at[stop - 1]) // self.period_seconds + 1
+        low = (low_period - self.first) * self.groups
+        span = (high_period - low_period) * self.groups
+        np.floor_divide(fills.at[rows], self.period_seconds, out=key)
+        key -= low_period
+        key *= self.n_sources
+        key += fills.source[rows]
+        key *= self.n_symbols
+        key += fills.symbol[rows]
+        fee, closing = fills.fee[rows], fills.closing[rows]
+        self.fee[low : low + span] += np.bincount(key, fee, minlength=span)
+        net = np.subtract(fills.pnl[rows], fee, out=amount)
+        won = np.greater(net, 0.0, out=flag)
+        won &= closing
+        np.add(won.view(np.uint8), closing.view(np.uint8), out=category)
+        np.left_shift(key, 2, out=slot)
+        slot += category
+        by_outcome = slice(low * 4, (low + span) * 4)
+        self.count.reshape(-1)[by_outcome] += np.bincount(slot, minlength=span * 4)
+        self.net.reshape(-1)[by_outcome] += np.bincount(slot, net, minlength=span * 4)
+        slippage, notional = fills.slippage_bps[rows], fills.notional[rows]
+        decided = np.isnan(slippage, out=flag)
+        np.logical_not(decided, out=decided)
+        np.left_shift(key, 1, out=slot)
+        slot += decided.view(np.uint8)
+        slip = np.multiply(slippage, notional, out=amount)  # net is summed: reuse it
+        by_decision = slice(low * 2, (low + span) * 2)
+        self.notional.reshape(-1)[by_decision] += np.bincount(slot, notional, minlength=span * 2)
+        self.slip.reshape(-1)[by_decision] += np.bincount(slot, slip, minlength=span * 2)
+
+    @property
+    def groups(self) -> int:
+        return self.n_sources * self.n_symbols
+
+
+def _cells_from_fills_sparse(fills: FillArrays, period_seconds: int) -> Cells:
+    """``cells_from_fills`` over a key space too sparse for dense sums: keys ``np.unique``-d."""
     space = _KeySpace(
         at=fills.at,
         source=fills.source,

@@ -421,7 +421,13 @@ def _capital(start: datetime | None) -> float:
     return float(first) if first is not None and first > 0 else 1.0
 
 
-def window_summary(spec: WindowSpec, *, now: datetime) -> dict[str, Any]:
+def window_summary(
+    spec: WindowSpec, *, now: datetime, unrealized: dict[str, dict[str, float]] | None = None
+) -> dict[str, Any]:
+    """One window's tables and curves from the stored cells; ``unrealized`` (by "source",
+    "symbol" and "overall": the open virtual positions now) is read once per refresh."""
+    if unrealized is None:
+        unrealized = {by: unrealized_by(by) for by in ("source", "symbol", "overall")}
     end = (_epoch(now) // spec.period_seconds + 1) * spec.period_seconds
     cells_start = None if spec.seconds is None else end - spec.seconds
     cells = cells_load(period_seconds=spec.period_seconds, start=cells_start)
@@ -439,7 +445,7 @@ def window_summary(spec: WindowSpec, *, now: datetime) -> dict[str, Any]:
     curves: dict[str, Any] = {}
     for by in ("source", "symbol", "overall"):
         frame = group_metrics(cells, by=by, window=window, capital=capital)
-        tables[by] = _rows(frame, unrealized_by(by))
+        tables[by] = _rows(frame, unrealized[by])
         if by != "overall":
             curves[by] = _finite(group_curves(cells, by=by, window=window))
     return {
@@ -524,7 +530,10 @@ MAX_ROUNDS = 3
 
 def _refresh_once(moment: datetime) -> int:
     ingested = health_ingest()
-    summaries = {spec.key: window_summary(spec, now=moment) for spec in WINDOWS}
+    unrealized = {by: unrealized_by(by) for by in ("source", "symbol", "overall")}
+    summaries = {
+        spec.key: window_summary(spec, now=moment, unrealized=unrealized) for spec in WINDOWS
+    }
     nav = nav_summary(now=moment)
     with transaction.atomic():
         for key, payload in summaries.items():

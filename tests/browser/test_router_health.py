@@ -173,7 +173,7 @@ def test_router_health_shows_the_selectors_numbers_and_follows_new_fills_live(
     assert momentum["values"]["trades"] == 2
     assert_tables_match(page, fresh)
     assert page.evaluate("document.body.dataset.resyncs") is None
-    page.screenshot(path=ARTIFACTS / "router-health-live.png")
+    page.screenshot(path=ARTIFACTS / "router-health-live.png", full_page=True)
 
 
 @pytest.mark.usefixtures("history")
@@ -204,7 +204,7 @@ def test_the_overview_shows_positions_and_controls_only_to_operators(
     expect(page.locator("#kpi-kill-switch")).to_have_text("on")
     expect(page.locator("#halt-banner")).to_be_visible()
     expect(page.locator("#halt-title")).to_have_text("Kill switch is on")
-    page.screenshot(path=ARTIFACTS / "overview-operator.png")
+    page.screenshot(path=ARTIFACTS / "overview-operator.png", full_page=True)
 
 
 @pytest.mark.usefixtures("history")

@@ -4,6 +4,7 @@ from a plain pandas groupby, hand-built NAV curves. No database."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import quantstats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from routing import analytics
 from routing.analytics import (
     CELL_FIELDS,
     GROUP_BY,
@@ -364,6 +366,47 @@ def test_one_fill_at_a_time_merged_into_the_cells_gives_the_full_recompute() -> 
         cells = cells_merged(cells, cells_from_fills(one, period_seconds=DAY))
     full = cells_from_fills(data.fills, period_seconds=DAY)
     pd.testing.assert_frame_equal(cells_frame(cells), cells_frame(full), rtol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 1_000, 1 << 16])
+@pytest.mark.parametrize("period_seconds", [HOUR, DAY])
+def test_time_ordered_fills_summed_by_chunks_give_the_cells_of_any_order(
+    chunk: int, period_seconds: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fills as recorded (time order) are summed a chunk of rows at a time; chunk boundaries
+    # fall inside periods, and ties and empty periods are in. Shuffled, they are one chunk.
+    data = scenario(11, n=2_500, days=9)
+    at = data.fills.at.copy()
+    at[100:160] = at[100]  # ties
+    order = np.argsort(at, kind="stable")
+    ordered = fills_subset(dataclasses.replace(data.fills, at=at), order, shuffle_names=None)
+    assert bool(np.all(np.diff(ordered.at) >= 0))
+    shuffled = fills_subset(
+        ordered, np.random.default_rng(3).permutation(len(ordered)), shuffle_names=None
+    )
+    whole = cells_from_fills(shuffled, period_seconds=period_seconds)
+    monkeypatch.setattr(analytics, "_CHUNK_ROWS", chunk)
+    chunked = cells_from_fills(ordered, period_seconds=period_seconds)
+
+    pd.testing.assert_frame_equal(cells_frame(chunked), cells_frame(whole), rtol=1e-12)
+    frame = cells_frame(chunked)
+    assert frame["fills"].sum() == len(ordered)
+    net = ordered.pnl - ordered.fee
+    assert frame["win_pnl"].sum() == pytest.approx(net[ordered.closing & (net > 0)].sum())
+    assert frame["loss_pnl"].sum() == pytest.approx(net[ordered.closing & (net <= 0)].sum())
+    assert frame["trades"].sum() == ordered.closing.sum()
+    decided = ~np.isnan(ordered.slippage_bps)
+    assert frame["slip_notional"].sum() == pytest.approx(ordered.notional[decided].sum())
+
+
+def test_time_ordered_fills_years_apart_in_one_chunk_stay_exact() -> None:
+    # Two fills far apart in time: the sparse key space, in time order or not.
+    fills = scenario(12, n=2, days=1).fills
+    at = np.array([T0, T0 + 3_000 * DAY])
+    for times in (at, at[::-1]):
+        cells = cells_from_fills(dataclasses.replace(fills, at=times), period_seconds=HOUR)
+        assert sorted(cells.period.tolist()) == [T0, T0 + 3_000 * DAY]
+        assert cells.values[:, CELL_FIELDS.index("fills")].tolist() == [1.0, 1.0]
 
 
 def test_cells_years_apart_merge_like_their_recompute() -> None:
