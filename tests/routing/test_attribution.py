@@ -238,7 +238,7 @@ def test_the_rebuild_command_attributes_every_fill_again_identically(
     send(venue, Side.SELL, "0.020", purpose=Order.Purpose.STOP)
     fills_record(venue=venue, symbol="BTCUSDT")
 
-    def books() -> tuple[object, ...]:
+    def books() -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
         return (
             sorted(
                 SignalPosition.objects.values_list("source", "quantity", "realized_pnl", "fees")
