@@ -48,6 +48,7 @@ from routing.models import (
     RouterHealthSummary,
     SignalPosition,
 )
+from tradingsite.decimals import quantize
 from tradingsite.live import live_push
 from tradingsite.locks import single_flight
 from tradingsite.redisconn import redis_client, redis_key
@@ -96,7 +97,7 @@ METRIC_FORMATS: dict[str, str] = {
     "expectancy": "money",
     "sharpe": "ratio",
     "sortino": "ratio",
-    "max_drawdown": "percent",
+    "max_drawdown": "percent2",
     "fees": "money",
     "notional": "money",
     "slippage_bps": "bps",
@@ -136,19 +137,23 @@ def metric_display(name: str, value: float | None) -> str:
     """How ``value`` of metric ``name`` is shown (``NO_VALUE`` when it has none)."""
     if value is None or not math.isfinite(value):
         return NO_VALUE
-    value += 0.0  # no "-0.00"
     kind = METRIC_FORMATS.get(name, "ratio")
     if kind == "money":
-        return f"{value:,.2f}"
-    if kind == "count":
-        return f"{round(value):,}"
-    if kind == "percent":
-        return f"{value * 100:.1f}%"
-    if kind == "bps":
-        return f"{value:.2f}"
-    if kind == "ms":
-        return f"{value:.0f}"
-    return f"{value:.2f}"
+        text = f"{value:,.2f}"
+    elif kind == "count":
+        text = f"{round(value):,}"
+    elif kind == "percent":
+        text = f"{value * 100:.1f}%"
+    elif kind == "percent2":
+        text = f"{value * 100:.2f}%"
+    elif kind == "ms":
+        text = f"{value:.0f}"
+    else:  # ratio, bps
+        text = f"{value:.2f}"
+    # A value that rounds to zero is shown as zero, not "-0.00".
+    if text.startswith("-") and not any(digit in "123456789" for digit in text):
+        text = text[1:]
+    return text
 
 
 def attribution_as_dict(row: FillAttribution) -> dict[str, Any]:
@@ -158,8 +163,8 @@ def attribution_as_dict(row: FillAttribution) -> dict[str, Any]:
         "source": row.source,
         "symbol": row.symbol,
         "side": row.side,
-        "quantity": str(row.quantity),
-        "price": str(row.price),
+        "quantity": str(quantize(row.quantity)),
+        "price": str(quantize(row.price)),
         "fee": str(row.fee.quantize(Decimal("0.00000001"))),
         "realized_pnl": str(net.quantize(Decimal("0.00000001"))),
         "closing": row.closing,

@@ -325,3 +325,21 @@ def test_a_refresh_asked_for_while_one_runs_is_not_lost() -> None:
     assert redis_client().exists(again)
     assert router_health_refresh().ran
     assert not redis_client().exists(again)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "shown"),
+    [
+        ("realized_pnl", -1234.5, "-1,234.50"),
+        ("realized_pnl", -0.001, "0.00"),
+        ("max_drawdown", -0.0123, "-1.23%"),
+        ("max_drawdown", -0.0000046, "0.00%"),
+        ("hit_rate", 2 / 3, "66.7%"),
+        ("trades", 3.0, "3"),
+        ("latency_ms", 9.4, "9"),
+        ("sharpe", float("nan"), "\N{EN DASH}"),
+        ("sortino", None, "\N{EN DASH}"),
+    ],
+)
+def test_every_number_is_shown_one_way(name: str, value: float | None, shown: str) -> None:
+    assert metric_display(name, value) == shown
