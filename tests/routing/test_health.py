@@ -110,7 +110,18 @@ def test_each_fill_and_order_is_counted_once_and_the_metrics_follow_the_fills(
     assert rows["mean_reversion"]["hit_rate"] == 0
     # slippage against the decision price (5 below every fill price): buys paid 5 more,
     # sells got 5 more
-    assert rows["momentum"]["slippage_bps"] is not None
+    shares = list(FillAttribution.objects.filter(source="momentum"))
+    notional = [float(a.quantity * a.price) for a in shares]
+    bps = [
+        float((a.price - a.decision_price) / a.decision_price * 10_000)
+        * (1 if a.side == "BUY" else -1)
+        for a in shares
+    ]
+    assert rows["momentum"]["slippage_bps"] == pytest.approx(
+        sum(b * n for b, n in zip(bps, notional, strict=True)) / sum(notional)
+    )
+    assert rows["momentum"]["latency_ms"] is not None
+    assert rows["momentum"]["latency_ms"] >= 0
     assert rows["momentum"]["orders"] == 3
     assert rows["momentum"]["reject_rate"] == 0
     overall = summary["overall"]["values"]
