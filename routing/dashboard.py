@@ -11,7 +11,7 @@ from typing import Any
 
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Q, Subquery
+from django.db.models import Subquery
 
 from doctor.models import Heartbeat
 from risk.models import RiskLimit, RiskState
@@ -23,12 +23,13 @@ from routing.health import (
     EXECUTION_COLUMNS,
     PERFORMANCE_COLUMNS,
     WINDOWS,
+    last_closes,
     metric_display,
     nav_curve_summary,
     recent_fills,
     router_health_summary,
 )
-from routing.models import MarketBar, Order, Position
+from routing.models import Order, Position
 from routing.tasks import flatten_task
 
 LIVE_STOP = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
@@ -81,14 +82,11 @@ def positions_with_stops() -> list[dict[str, Any]]:
         purpose=Order.Purpose.STOP, status__in=LIVE_STOP
     ).values_list("symbol", "stop_price", "quantity"):
         stops.setdefault(symbol, []).append(f"{quantity} at {stop_price}")
+    positions = list(Position.objects.exclude(quantity=0).order_by("symbol"))
+    marks = last_closes(position.symbol for position in positions)
     rows = []
-    for position in Position.objects.exclude(quantity=0).order_by("symbol"):
-        mark = (
-            MarketBar.objects.filter(symbol=position.symbol)
-            .order_by("-close_time")
-            .values_list("close", flat=True)
-            .first()
-        )
+    for position in positions:
+        mark = marks.get(position.symbol)
         unrealized = (
             unrealized_pnl(position_state(position), mark_price=mark) if mark is not None else None
         )
@@ -178,7 +176,3 @@ def operator_flatten(*, user: AbstractBaseUser | AnonymousUser, reason: str) -> 
     limits = RiskLimit.objects.get(symbol="")
     _audit(user, limits, f"flatten requested from the dashboard: {reason}")
     return "Flatten queued: open entries are cancelled and every position closed."
-
-
-def open_positions_exist() -> bool:
-    return Position.objects.filter(~Q(quantity=0)).exists()

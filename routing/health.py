@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,7 +22,6 @@ from typing import Any
 import numpy as np
 from celery import current_app
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from routing.accounting import UNATTRIBUTED, PositionState, unrealized_pnl
@@ -366,10 +365,11 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _marks() -> dict[str, Decimal]:
-    """The last closed bar's close per symbol with a virtual position open."""
+def last_closes(symbols: Iterable[str]) -> dict[str, Decimal]:
+    """The last closed bar's close of each of ``symbols`` that has a bar (the mark the
+    dashboard values open positions at)."""
     marks = {}
-    for symbol in set(SignalPosition.objects.exclude(quantity=0).values_list("symbol", flat=True)):
+    for symbol in set(symbols):
         close = (
             MarketBar.objects.filter(symbol=symbol)
             .order_by("-close_time")
@@ -383,7 +383,7 @@ def _marks() -> dict[str, Decimal]:
 
 def unrealized_by(by: str) -> dict[str, float]:
     """Unrealised PnL of the open virtual positions at the last closes, by source or symbol."""
-    marks = _marks()
+    marks = last_closes(SignalPosition.objects.exclude(quantity=0).values_list("symbol", flat=True))
     totals: dict[str, float] = {}
     for row in SignalPosition.objects.exclude(quantity=0):
         mark = marks.get(row.symbol)
@@ -603,10 +603,3 @@ def recent_fills(*, limit: int = 20) -> list[dict[str, Any]]:
         attribution_as_dict(row)
         for row in FillAttribution.objects.order_by("-filled_at", "-id")[:limit]
     ]
-
-
-def uncounted_exists() -> bool:
-    return (
-        FillAttribution.objects.filter(health_counted=False).exists()
-        or Order.objects.filter(Q(health_counted=False) & ~Q(status__in=_NOT_DEFINITIVE)).exists()
-    )

@@ -22,11 +22,8 @@ summaries are recomputed from what is left.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -369,64 +366,26 @@ def _page_benchmark() -> list[dict[str, Any]]:
 # --- 2. fill -> websocket ------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def _daphne() -> Iterator[str]:
+    """The real ASGI server on the benchmark's database and Redis (the suite's helpers)."""
     from django.conf import settings
-    from django.db import connection
 
-    params = connection.settings_dict
-    if params["ENGINE"].endswith("sqlite3"):
-        database = f"sqlite:///{params['NAME']}"
-    else:
-        auth = params.get("USER") or ""
-        database = (
-            f"postgres://{auth}@{params.get('HOST') or '127.0.0.1'}:{params.get('PORT') or 5432}"
-            f"/{params['NAME']}"
-        )
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database,
-        "REDIS_URL": settings.REDIS_URL,
-        "ENV": os.environ.get("ENV", "test"),
-    }
-    log = (ROOT / "var" / "bench-daphne.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "tradingsite.asgi:application",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
+    from tests.conftest import Process, child_env, daphne_command, free_port, wait_for
+
+    port = free_port()
+    process = Process("bench-daphne", daphne_command(port), child_env(REDIS_URL=settings.REDIS_URL))
+
+    def listening() -> bool:
+        process.assert_running()
+        with socket.socket() as sock:
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"daphne did not start: see {log.name}")
-            time.sleep(0.1)
+        wait_for(listening, timeout=60, what="daphne to listen")
         yield f"127.0.0.1:{port}"
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
+        process.stop()
 
 
 def _stamp(into: list[float]) -> None:
