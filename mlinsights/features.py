@@ -83,14 +83,21 @@ def _rsi(close: pd.Series, window: int) -> pd.Series:
 
 
 def _wilder(values: pd.Series, window: int) -> pd.Series:
-    out = np.full(len(values), np.nan)
+    """Wilder's smoothing: the simple mean of values 1..window at bar ``window`` (value 0 is
+    the NaN of a diff), then ``average += (value - average) / window`` per bar.
+
+    That recursion is an exponential average with alpha = 1/window (adjust=False) started
+    from the seed, so pandas runs it in C instead of a Python loop over every bar."""
     data = values.to_numpy(dtype=float)
+    out = np.full(len(data), np.nan)
     if len(data) > window:
-        average = float(np.mean(data[1 : window + 1]))
-        out[window] = average
-        for i in range(window + 1, len(data)):
-            average += (data[i] - average) / window
-            out[i] = average
+        seeded = data[window:].copy()
+        seeded[0] = np.mean(data[1 : window + 1])
+        smoothed = pd.Series(seeded).ewm(alpha=1.0 / window, adjust=False).mean().to_numpy()
+        # A missing value poisons every later average in Wilder's recursion, whereas ewm
+        # would step over it: keep the recursion's answer.
+        poisoned = np.logical_or.accumulate(np.isnan(seeded))
+        out[window:] = np.where(poisoned, np.nan, smoothed)
     return pd.Series(out, index=values.index)
 
 

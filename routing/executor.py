@@ -1,7 +1,8 @@
 """The executor tick (SPEC §6): a short list of named steps, each a function of the context.
 
-market data -> signals -> sizing + pre-trade checks -> route -> fills -> protective stops
-(and, while halted, cancelling entries) -> NAV + risk state -> autotune -> heartbeat.
+market data -> ML scoring queued -> signals -> sizing + pre-trade checks -> route -> fills ->
+protective stops (and, while halted, cancelling entries) -> NAV + risk state -> autotune ->
+heartbeat.
 
 Every step takes the ``TickContext`` (clock, venue, run) instead of ``timezone.now()`` or a
 global client, so a replay runs the same steps over history. Each step commits its own rows
@@ -24,6 +25,7 @@ import numpy as np
 from django.db import transaction
 
 from doctor.services import heartbeat_record
+from mlinsights.services import scoring_request
 from risk.autotune import finite_returns, realised_volatility
 from risk.checks import pretrade_check
 from risk.limits import OrderIntent, Side
@@ -69,6 +71,7 @@ class TickContext:
 class TickReport:
     started_at: str
     bars: int = 0
+    scoring_queued: int = 0
     signals: int = 0
     orders: int = 0
     rejects: int = 0
@@ -151,6 +154,14 @@ def step_market_data(ctx: TickContext) -> int:
         )
         stored += len(bars)
     return stored
+
+
+def step_ml_score(ctx: TickContext) -> int:
+    """Queue scoring of the newest closed bars on the ML queue (once per bar; never waits for
+    it: the ML source uses the prediction on a later tick, while it is fresh)."""
+    if ctx.run != "live":
+        return 0
+    return scoring_request(symbols=ctx.symbols, at=ctx.clock())
 
 
 EXTERNAL_SIGNAL_TTL = timedelta(minutes=5)  # an external signal not acted on by then expires
@@ -371,6 +382,7 @@ def executor_tick(ctx: TickContext, *, renew: Callable[[], None] = lambda: None)
     step_risk_state(ctx)
     step_instruments(ctx)
     report.bars = step_market_data(ctx)
+    report.scoring_queued = step_ml_score(ctx)
     renew()
     signals = step_signals(ctx)
     report.signals = len(signals)

@@ -150,6 +150,14 @@ class Signal(models.Model):
     decision_price = _decimal(null=True, blank=True)
     risk_code = models.CharField(max_length=64, blank=True)
     risk_reason = models.TextField(blank=True)
+    # The ML source's signals record the prediction they were made from (one signal each).
+    prediction = models.ForeignKey(
+        "mlinsights.Prediction",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="signals",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -160,6 +168,11 @@ class Signal(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(strength__gte=0) & Q(strength__lte=1), name="signal_strength_unit"
+            ),
+            models.UniqueConstraint(
+                fields=["prediction"],
+                condition=Q(prediction__isnull=False),
+                name="signal_one_per_prediction",
             ),
         ]
 

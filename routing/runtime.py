@@ -2,7 +2,9 @@
 
 The paper venue's book lives in the database (``PaperAccount``): it is loaded for the tick and
 saved after it, under the executor's single-flight lock. A fresh paper account starts with a
-few hours of synthetic history, so the classical sources have closed bars to decide on at once.
+day of synthetic history (as a real venue serves its recent klines on the first request), so
+the classical sources have closed bars to decide on at once and ``train_model`` has enough
+bars to learn from.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tradingsite.guard import binance_client_for_writing
 
 PAPER_ACCOUNT = "default"
 PAPER_SEED = 20240314
-PAPER_WARMUP = timedelta(hours=6)
+PAPER_WARMUP = timedelta(hours=24)  # within the paper venue's bar_history of 1500
 BINANCE_WEIGHT_PER_MINUTE = 2400  # USD-M futures, per IP (exchangeInfo rateLimits)
 
 

@@ -18,9 +18,19 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from mlinsights.services import ml_prediction_for_signal
 from risk.limits import Side
 from routing.models import MarketBar, Signal, SignalSource
-from routing.signals import SOURCES, Bars, source_defaults, source_output
+from routing.signals import (
+    ML_SOURCE,
+    SOURCE_NAMES,
+    SOURCES,
+    Bars,
+    ml_output,
+    source_defaults,
+    source_output,
+    source_params,
+)
 from tradingsite.decimals import quantize
 
 logger = logging.getLogger(__name__)
@@ -44,9 +54,9 @@ def signal_sources_sync() -> list[str]:
     created: list[str] = []
     with transaction.atomic():
         existing = set(
-            SignalSource.objects.filter(name__in=list(SOURCES)).values_list("name", flat=True)
+            SignalSource.objects.filter(name__in=list(SOURCE_NAMES)).values_list("name", flat=True)
         )
-        for name in SOURCES:
+        for name in SOURCE_NAMES:
             if name in existing:
                 continue
             SignalSource.objects.create(
@@ -72,7 +82,8 @@ def _closed_bars(*, symbol: str, at: datetime, limit: int) -> tuple[Bars, Decima
 
 
 def signals_generate(*, symbol: str, at: datetime, bars_limit: int = 500) -> list[Signal]:
-    """Run every enabled built-in source on ``symbol``'s 1m bars closed by ``at``.
+    """Run every enabled built-in source on ``symbol``'s 1m bars closed by ``at`` (and the ML
+    source on the active model's fresh prediction, see ``_ml_signal``).
 
     Records one NEW ``Signal`` per source with a view (strength x the source's weight,
     decision price = the last closed bar's close, created at ``at``); a source with no view,
@@ -84,7 +95,11 @@ def signals_generate(*, symbol: str, at: datetime, bars_limit: int = 500) -> lis
         raise ValueError(f"at must be timezone-aware, got {at!r}")
     if bars_limit < 1:
         raise ValueError(f"bars_limit must be at least 1, got {bars_limit}")
-    sources = [row for row in SignalSource.objects.filter(enabled=True) if row.name in SOURCES]
+    enabled = list(SignalSource.objects.filter(enabled=True))
+    ml_row = next((row for row in enabled if row.name == ML_SOURCE), None)
+    ml_signal = _ml_signal(row=ml_row, symbol=symbol, at=at) if ml_row is not None else None
+    signals = [ml_signal] if ml_signal is not None else []
+    sources = [row for row in enabled if row.name in SOURCES]
     newest_close = (
         MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=at)
         .order_by("-open_time")
@@ -102,9 +117,8 @@ def signals_generate(*, symbol: str, at: datetime, bars_limit: int = 500) -> lis
     )
     sources = [row for row in sources if row.name not in decided]
     if not sources:
-        return []
+        return signals
     bars, last_close = _closed_bars(symbol=symbol, at=at, limit=bars_limit)
-    signals: list[Signal] = []
     with transaction.atomic():
         for row in sources:
             try:
@@ -130,6 +144,41 @@ def signals_generate(*, symbol: str, at: datetime, bars_limit: int = 500) -> lis
                 )
             )
     return signals
+
+
+def _ml_signal(*, row: SignalSource, symbol: str, at: datetime) -> Signal | None:
+    """The ML source's signal: from the active model's fresh prediction not used yet
+    (``mlinsights``), recorded with the prediction it was made from."""
+    try:
+        params = source_params(ML_SOURCE, row.params)
+    except ValueError as error:
+        logger.error("signal source %s skipped for %s: %s", ML_SOURCE, symbol, error)
+        return None
+    view = ml_prediction_for_signal(
+        symbol=symbol, at=at, max_age_seconds=int(params["max_age_seconds"])
+    )
+    if view.prediction is None:
+        logger.debug("signal source %s on %s: %s", ML_SOURCE, symbol, view.reason)
+        return None
+    output = ml_output(view.prediction.probability, params)
+    logger.info(
+        "signal source %s on %s at %s: %s; %s", ML_SOURCE, symbol, at, view.reason, output.reason
+    )
+    if output.direction is None:
+        return None
+    strength = quantize(output.strength * row.weight)
+    if strength == 0:
+        return None
+    return Signal.objects.create(
+        created_at=at,
+        source=ML_SOURCE,
+        symbol=symbol,
+        side=output.direction.value,
+        strength=strength,
+        status=Signal.Status.NEW,
+        decision_price=view.prediction.close,
+        prediction=view.prediction,
+    )
 
 
 def _side(side: Side | str) -> Side:
@@ -159,7 +208,7 @@ def _source(source: str) -> str:
             "source",
             f"source must be 1-64 characters of a-z, 0-9, '_', '.' or '-', got {source!r}",
         )
-    if source in SOURCES:
+    if source in SOURCE_NAMES:
         raise SignalInvalid(
             "source", f"source {source!r} is a built-in source; name external sources otherwise"
         )

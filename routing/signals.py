@@ -9,9 +9,10 @@ treat the last element as the latest *closed* bar; callers must pass closed bars
 still forming would leak a price the decision could not have known in replay). The services
 select bars with ``close_time <= at`` for that reason.
 
-``SOURCES`` is the one place sources are listed; the ML source joins it later (SPEC §8). Each
-source declares its params (defaults and bounds), so operators' JSON is validated in one place
-(``source_params``) and ``signal_sources_sync`` knows the defaults.
+``SOURCES`` is the one place the bar-driven sources are listed; the ML source (``ML_SOURCE``)
+decides from a stored prediction instead of bars (``ml_output``; the prediction is made by
+``mlinsights``). Each source declares its params (defaults and bounds), so operators' JSON is
+validated in one place (``source_params``) and ``signal_sources_sync`` knows the defaults.
 
 No Django here: floats and numpy inside, ``Decimal`` at the boundary (``to_decimal``).
 """
@@ -216,17 +217,54 @@ SOURCES: dict[str, SignalSourceFn] = {
 }
 
 
+ML_SOURCE = "ml"
+# The ML source: a view when the active model's probability of a rise is at least ``min_edge``
+# away from a coin flip, from a prediction no older than ``max_age_seconds`` (measured from the
+# close of the bar it was made on).
+ML_PARAMS: tuple[Param, ...] = (
+    Param("min_edge", 0.05, 0, 0.5, help="minimum |probability - 0.5| for a view"),
+    Param("max_age_seconds", 90, 5, 3600, integer=True, help="older predictions are stale"),
+)
+# Every source operators can switch and weight, bar-driven or not.
+SOURCE_NAMES: tuple[str, ...] = (*SOURCES, ML_SOURCE)
+
+
+def ml_output(probability: float, params: Params) -> SourceOutput:
+    """The ML source's view from the probability that the close rises over the model's horizon:
+    BUY above 0.5, SELL below, strength = 2 x |p - 0.5| (1 at certainty), no view inside the
+    ``min_edge`` band around 0.5."""
+    if not math.isfinite(probability) or not 0 <= probability <= 1:
+        raise ValueError(f"a probability must be in [0, 1], got {probability!r}")
+    edge = probability - 0.5
+    described = f"P(rise) {probability:.4f}, edge {edge:+.4f} (min {params['min_edge']:g})"
+    if edge == 0 or abs(edge) < params["min_edge"]:
+        return SourceOutput.no_view(f"{described}: too close to a coin flip")
+    strength = to_decimal(min(1.0, 2 * abs(edge)))
+    if strength == 0:
+        return SourceOutput.no_view(f"{described}; strength rounds to 0")
+    direction = Side.BUY if edge > 0 else Side.SELL
+    return SourceOutput(
+        direction=direction, strength=strength, reason=f"{described} -> {direction}"
+    )
+
+
+def _declared_params(name: str) -> tuple[Param, ...]:
+    if name == ML_SOURCE:
+        return ML_PARAMS
+    return _source(name).params
+
+
 def _source(name: str) -> SignalSourceFn:
     try:
         return SOURCES[name]
     except KeyError:
-        known = ", ".join(sorted(SOURCES))
+        known = ", ".join(sorted(SOURCE_NAMES))
         raise ValueError(f"unknown signal source {name!r} (known: {known})") from None
 
 
 def source_defaults(name: str) -> dict[str, float]:
     """The default params of a source (what a new ``SignalSource`` row starts with)."""
-    return {param.name: param.default for param in _source(name).params}
+    return {param.name: param.default for param in _declared_params(name)}
 
 
 def _param_value(source: str, param: Param, value: object) -> float:
@@ -254,10 +292,10 @@ def source_params(name: str, params: Mapping[str, Any]) -> dict[str, float]:
     (strings and booleans included), non-finite values, fractional window lengths and values
     out of bounds are all refused.
     """
-    source = _source(name)
+    params_declared = _declared_params(name)
     if not isinstance(params, Mapping):
         raise ValueError(f"{name} params must be a JSON object, got {params!r}")
-    declared = {param.name: param for param in source.params}
+    declared = {param.name: param for param in params_declared}
     unknown = sorted(set(params) - set(declared))
     if unknown:
         raise ValueError(f"{name} has no param {unknown[0]!r} (params: {', '.join(declared)})")

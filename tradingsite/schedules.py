@@ -79,6 +79,24 @@ SCHEDULES: tuple[Schedule, ...] = (
         ),
     ),
     Schedule(
+        name="ml: outcomes, promotion and insights",
+        task="mlinsights.tasks.ml_cycle_task",
+        every_seconds=60,
+        queue="ml",
+        description=(
+            "Predictions whose horizon passed get their outcome; a shadow model that beats the "
+            "active one by the margin is promoted (when ML settings allow); insights cached "
+            "and pushed to the ML Insights tab."
+        ),
+    ),
+    Schedule(
+        name="ml: daily retrain",
+        task="mlinsights.tasks.model_retrain_task",
+        every_seconds=24 * 3600,
+        queue="ml",
+        description="A new shadow model from the last training_days of bars (single-flight).",
+    ),
+    Schedule(
         name="routing: reconcile",
         task="routing.tasks.reconcile_task",
         every_seconds=60,

@@ -128,6 +128,7 @@ INSTALLED_APPS = [
     "doctor",
     "routing",
     "risk",
+    "mlinsights",
 ]
 
 MIDDLEWARE = [

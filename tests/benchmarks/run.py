@@ -23,6 +23,8 @@ MODULES = (
     "tests.benchmarks.bench_routing",
     "tests.benchmarks.bench_analytics",
     "tests.benchmarks.bench_dashboard",
+    "tests.benchmarks.bench_ml",
+    "tests.benchmarks.bench_ml_scoring",
 )
 
 

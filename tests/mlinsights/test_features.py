@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlinsights.features import FEATURES, WARMUP_BARS, BarsInvalid, features
+from mlinsights.features import FEATURES, WARMUP_BARS, BarsInvalid, _wilder, features
 
 
 def bars(n: int = 600, *, seed: int = 7, funding: bool = False) -> pd.DataFrame:
@@ -102,6 +102,33 @@ def test_rsi_and_macd_against_a_step_by_step_reference() -> None:
     signal = ema(macd, 9)
     assert out["macd"].iloc[250] == pytest.approx(macd[250] / close[250])
     assert out["macd_hist"].iloc[250] == pytest.approx((macd[250] - signal[250]) / close[250])
+
+
+@pytest.mark.parametrize("window", [1, 2, 14, 100])
+def test_vectorised_wilder_smoothing_equals_the_bar_by_bar_recursion(window: int) -> None:
+    rng = np.random.default_rng(window)
+    # a diff's gains: NaN first, then >= 0 with runs of zeros (as in the RSI)
+    values = np.clip(rng.normal(0, 1, 5000), 0, None)
+    values[0] = np.nan
+    expected = np.full(len(values), np.nan)
+    average = values[1 : window + 1].mean()
+    expected[window] = average
+    for i in range(window + 1, len(values)):
+        average += (values[i] - average) / window
+        expected[i] = average
+
+    smoothed = _wilder(pd.Series(values), window).to_numpy()
+
+    assert np.isnan(smoothed[:window]).all()
+    np.testing.assert_allclose(smoothed[window:], expected[window:], rtol=1e-12, atol=0)
+
+
+def test_wilder_smoothing_stays_missing_after_a_missing_value_and_on_short_input() -> None:
+    values = pd.Series([np.nan, 1.0, 2.0, 3.0, np.nan, 4.0, 5.0])
+    smoothed = _wilder(values, 2)
+    assert smoothed.iloc[2:4].tolist() == [1.5, 2.25]
+    assert smoothed.iloc[4:].isna().all()
+    assert _wilder(values.iloc[:3], 3).isna().all()
 
 
 def test_funding_is_the_last_rate_known_at_the_close() -> None:

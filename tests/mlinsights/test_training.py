@@ -16,39 +16,9 @@ from mlinsights.training import (
     pipeline,
     walk_forward,
 )
+from tests.mlinsights.markets import market
 
-N = 20_000
 HORIZON = 5
-
-
-def market(*, planted: bool, seed: int) -> pd.DataFrame:
-    """1-minute bars; with ``planted``, a feature-visible drift: after a run of up-moves the
-    next bars tend to go up (momentum in the last 15 bars' return)."""
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(0, 0.001, N)
-    step = np.empty(N)
-    log_close = np.empty(N)
-    level = np.log(100.0)
-    for i in range(N):
-        drift = 0.0
-        if planted and i >= 15:
-            drift = 0.05 * (log_close[i - 1] - log_close[i - 15])
-        step[i] = drift + noise[i]
-        level += step[i]
-        log_close[i] = level
-    close = np.exp(log_close)
-    open_ = np.concatenate([[100.0], close[:-1]])
-    index = pd.date_range("2026-01-01 00:01", periods=N, freq="1min", tz="UTC")
-    return pd.DataFrame(
-        {
-            "open": open_,
-            "high": np.maximum(open_, close) * 1.0002,
-            "low": np.minimum(open_, close) * 0.9998,
-            "close": close,
-            "volume": rng.gamma(2, 50, N),
-        },
-        index=index,
-    )
 
 
 def dataset(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:

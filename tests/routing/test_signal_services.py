@@ -17,7 +17,7 @@ from routing.signal_services import (
     signal_submit,
     signals_generate,
 )
-from routing.signals import SOURCES, source_defaults
+from routing.signals import SOURCE_NAMES, source_defaults
 
 pytestmark = pytest.mark.django_db
 
@@ -66,15 +66,16 @@ class TestSignalSourcesSync:
 
         created = signal_sources_sync()
 
-        assert sorted(created) == sorted(SOURCES)
-        for name in SOURCES:
+        assert sorted(created) == sorted(SOURCE_NAMES)
+        assert "ml" in created
+        for name in SOURCE_NAMES:
             row = SignalSource.objects.get(name=name)
             assert row.enabled
             assert row.weight == 1
             assert row.params == source_defaults(name)
 
     def test_it_adds_only_the_missing_source_and_keeps_the_operators_edits(self) -> None:
-        # given an operator's edited momentum row and no mean-reversion row
+        # given an operator's edited momentum row and no mean-reversion (or ML) row
         SignalSource.objects.all().delete()
         SignalSource.objects.create(
             name="momentum", enabled=False, weight=Decimal("0.25"), params={"lookback": 5}
@@ -84,7 +85,7 @@ class TestSignalSourcesSync:
         created = signal_sources_sync()
 
         # then
-        assert created == ["mean_reversion"]
+        assert created == ["mean_reversion", "ml"]
         momentum = SignalSource.objects.get(name="momentum")
         assert (momentum.enabled, momentum.weight, momentum.params) == (
             False,

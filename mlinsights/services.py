@@ -1,0 +1,816 @@
+"""ML in the database: training into the registry, promotion, live scoring, the ML signal's
+prediction, outcomes and the insights cache.
+
+Every function here is what a command, task, admin action or the executor calls; they stay
+thin. The numbers come from the pure modules (``features``, ``training``, ``insights``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from celery import current_app
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+from sklearn.inspection import permutation_importance
+
+from doctor.models import Incident
+from doctor.services import incident_open, incident_resolve
+from mlinsights import insights
+from mlinsights.features import FEATURES, WARMUP_BARS, BarsInvalid, features
+from mlinsights.models import InsightCache, MLConfig, ModelVersion, Prediction
+from mlinsights.registry import ArtifactInvalid, artifact_load, artifact_save
+from mlinsights.training import (
+    TrainingInvalid,
+    labels,
+    pipeline,
+    single_threaded,
+    walk_forward,
+)
+from routing.models import MarketBar, SignalSource
+from routing.signals import ML_SOURCE
+from tradingsite.live import live_push
+from tradingsite.redisconn import redis_client, redis_key
+
+logger = logging.getLogger(__name__)
+
+BAR_INTERVAL = "1m"
+BAR_SECONDS = 60
+# Bars read to score one symbol: the warm-up plus enough for the exponential averages (MACD)
+# to forget where the history started (their weight on bar 0 is below 1e-6 after ~400 bars).
+SCORING_BARS = WARMUP_BARS + 400
+MIN_TRAINING_ROWS = 1_000
+IMPORTANCE_ROWS = 5_000  # rows of the last test block that permutation importance uses
+INSIGHT_ROWS = 5_000  # latest resolved predictions the insights are computed over
+ROLLING_WINDOW = 100  # predictions per rolling hit rate / Brier point
+CURVE_POINTS = 300  # at most this many points per chart series
+DRIFT_HOURS = 24  # live features of this many hours against the training distribution
+RECENT_PREDICTIONS = 50
+COMPONENT = "mlinsights"
+Progress = Callable[[str, int, int], None]
+
+
+class ModelStateInvalid(ValueError):
+    """A promotion or retirement that the rules refuse (the message says why)."""
+
+
+def ml_config() -> MLConfig:
+    config, _ = MLConfig.objects.get_or_create(pk=1)
+    return config
+
+
+# --- bars and training ------------------------------------------------------------------------
+
+
+def bars_frame(
+    symbol: str, *, end: datetime, start: datetime | None = None, limit: int | None = None
+) -> pd.DataFrame:
+    """``symbol``'s 1m bars closed in [start, end] (the latest ``limit`` of them), oldest first,
+    as floats indexed by close time: what ``features`` takes."""
+    query = MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=end)
+    if start is not None:
+        query = query.filter(close_time__gte=start)
+    fields = ("close_time", "open", "high", "low", "close", "volume")
+    if limit is not None:
+        rows = list(query.order_by("-open_time").values_list(*fields)[:limit])
+        rows.reverse()
+    else:
+        rows = list(query.order_by("open_time").values_list(*fields))
+    frame = pd.DataFrame(rows, columns=list(fields))
+    index = pd.DatetimeIndex(pd.to_datetime(frame.pop("close_time"), utc=True), name="close_time")
+    frame.index = index
+    return frame.astype(float)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    x: pd.DataFrame  # FEATURES columns, rows of every symbol ordered by time, RangeIndex
+    y: pd.Series
+    times: pd.DatetimeIndex
+
+
+def training_data(
+    *,
+    symbols: Sequence[str],
+    start: datetime,
+    end: datetime,
+    horizon: int,
+    progress: Progress | None = None,
+) -> TrainingData:
+    """Feature rows with their labels, for the bars of ``symbols`` closed in [start, end]; a
+    label never looks past ``end`` (the last ``horizon`` bars of each symbol have none)."""
+    parts: list[pd.DataFrame] = []
+    for done, symbol in enumerate(symbols, start=1):
+        bars = bars_frame(symbol, start=start, end=end)
+        if len(bars) > WARMUP_BARS + horizon:
+            rows = features(bars)[list(FEATURES)]
+            rows["label"] = labels(bars["close"], horizon=horizon)
+            parts.append(rows.dropna())
+        if progress is not None:
+            progress("bars", done, len(symbols))
+    if not parts:
+        raise TrainingInvalid(f"no bars of {', '.join(symbols)} between {start} and {end}")
+    frame = pd.concat(parts).sort_index(kind="mergesort")
+    if len(frame) < MIN_TRAINING_ROWS:
+        raise TrainingInvalid(
+            f"only {len(frame)} rows with features and a label between {start:%Y-%m-%d %H:%M} "
+            f"and {end:%Y-%m-%d %H:%M}; at least {MIN_TRAINING_ROWS} are needed "
+            "(import more bars with import_klines or widen the window)"
+        )
+    times = pd.DatetimeIndex(frame.index)
+    frame = frame.reset_index(drop=True)
+    y = frame.pop("label")
+    return TrainingData(x=frame, y=y, times=times)
+
+
+def _importance(model: Any, x: pd.DataFrame, y: pd.Series, *, seed: int) -> dict[str, float]:
+    """Permutation importance (drop in Brier skill when a feature is shuffled), out of sample."""
+    if len(x) > IMPORTANCE_ROWS:
+        x, y = x.iloc[-IMPORTANCE_ROWS:], y.iloc[-IMPORTANCE_ROWS:]
+    with single_threaded():
+        result = permutation_importance(
+            model, x, y, scoring="neg_brier_score", n_repeats=3, random_state=seed
+        )
+    means = np.asarray(result["importances_mean"], dtype=float)
+    return {name: float(value) for name, value in zip(x.columns, means, strict=True)}
+
+
+def model_train(
+    *,
+    symbols: Sequence[str],
+    start: datetime,
+    end: datetime,
+    algorithm: str | None = None,
+    horizon: int | None = None,
+    folds: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> ModelVersion:
+    """Train on stored bars, validate walk-forward, save the artifact and register the model
+    as a **shadow** version. Settings left out come from ``MLConfig``. Raises
+    ``TrainingInvalid`` (nothing written) for bad settings or too little data."""
+    config = ml_config()
+    algorithm = algorithm or config.algorithm
+    horizon = horizon or config.horizon_bars
+    folds = folds or config.folds
+    if timezone.is_naive(start) or timezone.is_naive(end) or end <= start:
+        raise TrainingInvalid("the training window needs aware start < end")
+    if not symbols:
+        raise TrainingInvalid("name at least one symbol to train on")
+    began = time.perf_counter()
+    data = training_data(symbols=symbols, start=start, end=end, horizon=horizon, progress=progress)
+    if data.y.nunique() < 2:
+        raise TrainingInvalid("every label is the same: the bars never moved that way")
+
+    def on_fold(k: int) -> None:
+        if progress is not None:
+            progress("folds", k, folds)
+
+    # The gap keeps every training label out of the test block: horizon bars of every symbol.
+    validation = walk_forward(
+        data.x,
+        data.y,
+        algorithm=algorithm,
+        folds=folds,
+        gap=horizon * len(symbols),
+        seed=seed,
+        on_fold=on_fold,
+    )
+    test = slice(validation.last_test_start, None)
+    importance = _importance(validation.last_model, data.x.iloc[test], data.y.iloc[test], seed=seed)
+    model = pipeline(algorithm, seed=seed)
+    with single_threaded():
+        model.fit(data.x, data.y)
+    if progress is not None:
+        progress("fit", 1, 1)
+    reference = insights.drift_reference(data.x)
+    measured = validation.metrics
+    version_metrics = {
+        "auc": None if math.isnan(measured.auc) else measured.auc,
+        "brier": measured.brier,
+        "hit_rate": measured.hit_rate,
+        "samples": measured.samples,
+        "calibration": [list(row) for row in measured.calibration],
+        "base_rate": float(data.y.mean()),
+    }
+    name = f"model-{uuid.uuid4().hex[:16]}.joblib"
+    sha256 = artifact_save(model, name=name)
+    with transaction.atomic():
+        latest = ModelVersion.objects.select_for_update().aggregate(Max("version"))
+        version = ModelVersion.objects.create(
+            version=(latest["version__max"] or 0) + 1,
+            algorithm=algorithm,
+            params={
+                "model": {
+                    key: value
+                    for key, value in model.get_params()["model"].get_params().items()
+                    if isinstance(value, int | float | str | bool | type(None))
+                },
+                "folds": folds,
+                "gap_rows": horizon * len(symbols),
+                "seed": seed,
+            },
+            features=list(FEATURES),
+            symbols=list(symbols),
+            interval=BAR_INTERVAL,
+            horizon_bars=horizon,
+            train_start=data.times[0],
+            train_end=data.times[-1],
+            rows=len(data.x),
+            metrics=version_metrics,
+            feature_importance=importance,
+            drift_reference=reference,
+            artifact=name,
+            artifact_sha256=sha256,
+            training_seconds=time.perf_counter() - began,
+            state=ModelVersion.State.SHADOW,
+            state_reason="trained: in shadow until it beats the active model out of sample",
+            created_at=timezone.now(),
+        )
+    if progress is not None:
+        progress("saved", 1, 1)
+    logger.info(
+        "model v%s trained (%s, %s rows, out-of-sample AUC %s, Brier %.4f)",
+        version.version,
+        algorithm,
+        version.rows,
+        version_metrics["auc"],
+        measured.brier,
+    )
+    return version
+
+
+def model_retrain(*, now: datetime | None = None) -> ModelVersion:
+    """The scheduled retrain: the last ``training_days`` of every traded symbol's bars."""
+    from django.conf import settings
+
+    end = now or timezone.now()
+    config = ml_config()
+    return model_train(
+        symbols=list(settings.SYMBOLS), start=end - timedelta(days=config.training_days), end=end
+    )
+
+
+# --- promotion ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromotionCheck:
+    passes: bool
+    reason: str
+    samples: int
+    brier_candidate: float | None
+    brier_incumbent: float | None
+    incumbent: str  # "v<n>" or "base rate"
+
+
+def _resolved(version: ModelVersion) -> pd.DataFrame:
+    rows = Prediction.objects.filter(model_version=version, outcome__isnull=False).values_list(
+        "symbol", "as_of", "probability", "outcome"
+    )
+    return pd.DataFrame(list(rows), columns=["symbol", "as_of", "probability", "outcome"])
+
+
+def promotion_check(candidate: ModelVersion, *, config: MLConfig | None = None) -> PromotionCheck:
+    """Does ``candidate`` beat the active model, on the same resolved live predictions, by the
+    configured margin of Brier score? With no active model the bar is the base-rate forecast
+    (always the observed frequency of rises) over the candidate's own predictions."""
+    config = config or ml_config()
+    active = (
+        ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE)
+        .exclude(pk=candidate.pk)
+        .first()
+    )
+    mine = _resolved(candidate)
+    if active is not None:
+        theirs = _resolved(active)
+        shared = mine.merge(theirs, on=["symbol", "as_of"], suffixes=("", "_incumbent"))
+        y = shared["outcome"].to_numpy(dtype=float)
+        p = shared["probability"].to_numpy(dtype=float)
+        p_incumbent = shared["probability_incumbent"].to_numpy(dtype=float)
+        incumbent = f"v{active.version}"
+    else:
+        y = mine["outcome"].to_numpy(dtype=float)
+        p = mine["probability"].to_numpy(dtype=float)
+        p_incumbent = np.full(len(y), float(y.mean()) if len(y) else 0.5)
+        incumbent = "base rate"
+    if len(y) == 0:
+        return PromotionCheck(
+            passes=False,
+            reason=f"no resolved predictions shared with the {incumbent} yet",
+            samples=0,
+            brier_candidate=None,
+            brier_incumbent=None,
+            incumbent=incumbent,
+        )
+    brier_candidate = float(np.mean((p - y) ** 2))
+    brier_incumbent = float(np.mean((p_incumbent - y) ** 2))
+    passes, reason = insights.promotion_decision(
+        brier_candidate,
+        brier_incumbent,
+        len(y),
+        margin=config.promotion_margin,
+        min_samples=config.promotion_min_samples,
+    )
+    return PromotionCheck(
+        passes=passes,
+        reason=f"against the {incumbent}: {reason}",
+        samples=len(y),
+        brier_candidate=brier_candidate,
+        brier_incumbent=brier_incumbent,
+        incumbent=incumbent,
+    )
+
+
+def _change_reason(text: str) -> str:
+    """The history's reason column holds 100 characters; the full text is in state_reason."""
+    return text if len(text) <= 100 else text[:99] + "…"
+
+
+def model_promote(version: ModelVersion, *, actor: str, now: datetime | None = None) -> None:
+    """Make ``version`` the active model if it passes ``promotion_check``; the active one is
+    retired. Raises ``ModelStateInvalid`` (nothing changed) otherwise."""
+    moment = now or timezone.now()
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.state != ModelVersion.State.SHADOW:
+            raise ModelStateInvalid(
+                f"v{locked.version} is {locked.state}: only shadow models promote"
+            )
+        check = promotion_check(locked)
+        if not check.passes:
+            raise ModelStateInvalid(f"v{locked.version} stays in shadow: {check.reason}")
+        for previous in ModelVersion.objects.select_for_update().filter(
+            state=ModelVersion.State.ACTIVE
+        ):
+            previous.state = ModelVersion.State.RETIRED
+            previous.retired_at = moment
+            previous.state_reason = f"replaced by v{locked.version} ({actor})"
+            previous._change_reason = _change_reason(previous.state_reason)  # type: ignore[attr-defined]
+            previous.save(update_fields=["state", "retired_at", "state_reason"])
+        locked.state = ModelVersion.State.ACTIVE
+        locked.promoted_at = moment
+        locked.state_reason = f"promoted by {actor}: {check.reason}"
+        locked._change_reason = _change_reason(locked.state_reason)  # type: ignore[attr-defined]
+        locked.save(update_fields=["state", "promoted_at", "state_reason"])
+    version.refresh_from_db()
+    logger.warning("model v%s promoted by %s: %s", version.version, actor, check.reason)
+
+
+def model_retire(
+    version: ModelVersion, *, actor: str, reason: str, now: datetime | None = None
+) -> None:
+    """Retire ``version`` (shadow or active: an active one stops trading at once)."""
+    if not reason.strip():
+        raise ModelStateInvalid("say why the model is retired")
+    with transaction.atomic():
+        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+        if locked.state == ModelVersion.State.RETIRED:
+            raise ModelStateInvalid(f"v{locked.version} is already retired")
+        locked.state = ModelVersion.State.RETIRED
+        locked.retired_at = now or timezone.now()
+        locked.state_reason = f"retired by {actor}: {reason.strip()}"
+        locked._change_reason = _change_reason(locked.state_reason)  # type: ignore[attr-defined]
+        locked.save(update_fields=["state", "retired_at", "state_reason"])
+    version.refresh_from_db()
+
+
+def promotions_review(*, now: datetime | None = None) -> list[ModelVersion]:
+    """With ``auto_promote`` on, promote the best shadow model that passes the rule."""
+    config = ml_config()
+    if not config.auto_promote:
+        return []
+    passing = [
+        (check.brier_candidate, version)
+        for version in ModelVersion.objects.filter(state=ModelVersion.State.SHADOW)
+        for check in [promotion_check(version, config=config)]
+        if check.passes and check.brier_candidate is not None
+    ]
+    if not passing:
+        return []
+    best = min(passing, key=lambda pair: (pair[0], -pair[1].version))[1]
+    try:
+        model_promote(best, actor="the promotion rule", now=now)
+    except ModelStateInvalid as error:  # the state moved under us; the next review decides
+        logger.info("automatic promotion skipped: %s", error)
+        return []
+    return [best]
+
+
+# --- scoring -------------------------------------------------------------------------------------
+
+
+def scorable_versions() -> list[ModelVersion]:
+    return list(
+        ModelVersion.objects.filter(
+            state__in=[ModelVersion.State.SHADOW, ModelVersion.State.ACTIVE]
+        ).order_by("version")
+    )
+
+
+def artifact_failed(version: ModelVersion, error: ArtifactInvalid) -> None:
+    """An unusable artifact: an incident, and if it is the active model's, the ML source is
+    switched off (the other sources trade on) until an operator switches it back on."""
+    active = version.state == ModelVersion.State.ACTIVE
+    incident_open(
+        component=COMPONENT,
+        code=f"artifact-invalid-v{version.version}",
+        severity=Incident.Severity.CRITICAL if active else Incident.Severity.WARNING,
+        message=(
+            f"model v{version.version} cannot be scored: {error}."
+            + (" The ML signal source is switched off." if active else "")
+        ),
+        context={"version": version.version, "artifact": version.artifact, "state": version.state},
+    )
+    if active:
+        SignalSource.objects.filter(name=ML_SOURCE, enabled=True).update(enabled=False)
+    logger.error("model v%s artifact invalid: %s", version.version, error)
+
+
+def predictions_score(
+    *,
+    symbol: str,
+    as_of: datetime,
+    requested_at: datetime,
+    now: Callable[[], datetime] | None = None,
+) -> list[Prediction]:
+    """Score ``symbol``'s features at the bar closed at ``as_of`` with every shadow and active
+    model; one ``Prediction`` per model and bar (scoring twice changes nothing)."""
+    clock = now or timezone.now
+    versions = scorable_versions()
+    if not versions:
+        return []
+    bars = bars_frame(symbol, end=as_of, limit=SCORING_BARS)
+    if bars.empty or bars.index[-1] != pd.Timestamp(as_of):
+        logger.warning("no %s bar closed at %s to score", symbol, as_of)
+        return []
+    try:
+        row = features(bars).iloc[[-1]]
+    except BarsInvalid as error:
+        logger.error("%s bars up to %s cannot be scored: %s", symbol, as_of, error)
+        return []
+    close = MarketBar.objects.filter(
+        symbol=symbol, interval=BAR_INTERVAL, close_time=as_of
+    ).values_list("close", flat=True)[0]
+    made: list[Prediction] = []
+    for version in versions:
+        columns = list(version.features)
+        missing = [name for name in columns if name not in row.columns]
+        if missing or bool(row[columns].isna().to_numpy().any()):
+            logger.info("v%s cannot score %s yet: warm-up bars missing", version.version, symbol)
+            continue
+        try:
+            model = artifact_load(
+                name=version.artifact, sha256=version.artifact_sha256, features=columns
+            )
+        except ArtifactInvalid as error:
+            artifact_failed(version, error)
+            continue
+        with single_threaded():
+            probability = float(model.predict_proba(row[columns])[0, 1])
+        scored_at = clock()
+        prediction, created = Prediction.objects.get_or_create(
+            model_version=version,
+            symbol=symbol,
+            as_of=as_of,
+            defaults={
+                "horizon_bars": version.horizon_bars,
+                "probability": probability,
+                "close": close,
+                "features": {name: float(row[name].iloc[0]) for name in columns},
+                "requested_at": requested_at,
+                "scored_at": scored_at,
+                "latency_ms": (scored_at - requested_at).total_seconds() * 1000,
+            },
+        )
+        if created:
+            made.append(prediction)
+            incident_resolve(component=COMPONENT, code=f"artifact-invalid-v{version.version}")
+    if made:
+        live_push(
+            event="mlinsights.prediction",
+            data={"predictions": [prediction_as_dict(p) for p in made]},
+        )
+    return made
+
+
+def prediction_as_dict(prediction: Prediction) -> dict[str, Any]:
+    return {
+        "id": prediction.pk,
+        "version": prediction.model_version.version,
+        "state": prediction.model_version.state,
+        "symbol": prediction.symbol,
+        "as_of": prediction.as_of.isoformat(),
+        "horizon_bars": prediction.horizon_bars,
+        "probability": round(prediction.probability, 4),
+        "latency_ms": round(prediction.latency_ms, 1),
+        "outcome": prediction.outcome,
+    }
+
+
+def scoring_request(*, symbols: Sequence[str], at: datetime) -> int:
+    """From the executor: queue scoring on the ML queue for each symbol's newest closed bar,
+    once per bar. Never waits on a down broker or raises into the tick; returns how many were
+    queued."""
+    if not ModelVersion.objects.filter(
+        state__in=[ModelVersion.State.SHADOW, ModelVersion.State.ACTIVE]
+    ).exists():
+        return 0
+    queued = 0
+    client = redis_client()
+    for symbol in symbols:
+        newest = (
+            MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=at)
+            .order_by("-open_time")
+            .values_list("close_time", flat=True)
+            .first()
+        )
+        if newest is None:
+            continue
+        key = redis_key("ml-score-queued", symbol, str(int(newest.timestamp() * 1000)))
+        if not client.set(key, "1", nx=True, ex=3600):
+            continue
+        try:
+            current_app.send_task(
+                "mlinsights.tasks.prediction_score_task",
+                kwargs={
+                    "symbol": symbol,
+                    "as_of": newest.isoformat(),
+                    "requested_at": at.isoformat(),
+                },
+                queue="ml",
+                retry=False,
+                ignore_result=True,
+                expires=BAR_SECONDS,
+            )
+            queued += 1
+        except Exception:  # a down broker must not stop a tick; the next bar asks again
+            client.delete(key)
+            logger.exception("could not queue scoring of %s", symbol)
+    return queued
+
+
+# --- the ML signal source -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MLView:
+    prediction: Prediction | None
+    reason: str
+
+
+def stale_count(symbol: str) -> int:
+    """How many of the active models' predictions for ``symbol`` the ML source ignored as stale."""
+    return Prediction.objects.filter(symbol=symbol, stale=True).count()
+
+
+def ml_prediction_for_signal(*, symbol: str, at: datetime, max_age_seconds: int) -> MLView:
+    """The active model's newest prediction for ``symbol`` made on a bar closed by ``at``, when
+    it is fresh (its bar closed at most ``max_age_seconds`` ago) and no signal used it yet.
+    A stale one is ignored and counted (flagged ``stale``, once per prediction)."""
+    active = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).first()
+    if active is None:
+        return MLView(None, "no active model")
+    latest = (
+        Prediction.objects.filter(model_version=active, symbol=symbol, as_of__lte=at)
+        .select_related("model_version")
+        .order_by("-as_of")
+        .first()
+    )
+    if latest is None:
+        return MLView(None, f"no prediction of v{active.version} for {symbol} yet")
+    age = (at - latest.as_of).total_seconds()
+    if age > max_age_seconds:
+        # Counted once per prediction: only the update that flips the flag logs it.
+        if Prediction.objects.filter(pk=latest.pk, stale=False).update(stale=True):
+            logger.warning(
+                "ML prediction for %s is stale (%.0f s old, max %s s): ignored",
+                symbol,
+                age,
+                max_age_seconds,
+            )
+        return MLView(None, f"latest prediction is {age:.0f} s old (max {max_age_seconds} s)")
+    if latest.signals.exists():
+        return MLView(None, "the latest prediction already made its signal")
+    return MLView(latest, f"v{active.version} P(rise)={latest.probability:.4f}, {age:.0f} s old")
+
+
+# --- outcomes and insights ------------------------------------------------------------------------
+
+
+def outcomes_backfill(*, now: datetime | None = None) -> int:
+    """Fill in the outcome of every prediction whose horizon has passed: did the close of the
+    bar ``horizon`` minutes later (the last bar closed by then, if one is missing) end above
+    the close the prediction was made at? Returns how many were resolved."""
+    moment = now or timezone.now()
+    pending = pd.DataFrame(
+        list(
+            Prediction.objects.filter(outcome__isnull=True, as_of__lte=moment).values_list(
+                "id", "symbol", "as_of", "horizon_bars", "close"
+            )
+        ),
+        columns=["id", "symbol", "as_of", "horizon_bars", "close"],
+    )
+    if pending.empty:
+        return 0
+    pending["target"] = pending["as_of"] + pd.to_timedelta(
+        pending["horizon_bars"] * BAR_SECONDS, unit="s"
+    )
+    updates: list[Prediction] = []
+    for symbol, group in pending.groupby("symbol"):
+        bars = list(
+            MarketBar.objects.filter(
+                symbol=symbol,
+                interval=BAR_INTERVAL,
+                close_time__gte=group["as_of"].min(),
+                close_time__lte=group["target"].max(),
+            )
+            .order_by("close_time")
+            .values_list("close_time", "close")
+        )
+        newest = (
+            MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL)
+            .aggregate(Max("close_time"))
+            .get("close_time__max")
+        )
+        if not bars or newest is None:
+            continue
+        times = np.array([bar[0].timestamp() for bar in bars])
+        closes = np.array([float(bar[1]) for bar in bars])
+        targets = np.array([t.timestamp() for t in group["target"]])
+        ready = targets <= newest.timestamp()
+        position = np.searchsorted(times, targets, side="right") - 1
+        start = np.array([float(c) for c in group["close"]])
+        for row_id, ok, at_index, entry in zip(group["id"], ready, position, start, strict=True):
+            if not ok or at_index < 0:
+                continue
+            realised = math.log(closes[at_index] / entry)
+            updates.append(
+                Prediction(
+                    pk=int(row_id),
+                    outcome=1.0 if realised > 0 else 0.0,
+                    outcome_return=realised,
+                    resolved_at=moment,
+                )
+            )
+    Prediction.objects.bulk_update(
+        updates, ["outcome", "outcome_return", "resolved_at"], batch_size=1000
+    )
+    return len(updates)
+
+
+def _thin(values: np.ndarray, points: int = CURVE_POINTS) -> np.ndarray:
+    """Indices of at most ``points`` evenly spread entries (the last one always kept)."""
+    if len(values) <= points:
+        return np.arange(len(values))
+    return np.unique(np.linspace(0, len(values) - 1, points).round().astype(int))
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def insights_compute(version: ModelVersion, *, now: datetime) -> dict[str, Any]:
+    """The ML Insights aggregates of ``version`` (plain JSON: floats, strings, lists)."""
+    resolved = list(
+        Prediction.objects.filter(model_version=version, outcome__isnull=False)
+        .order_by("-as_of", "-id")
+        .values_list("as_of", "probability", "outcome")[:INSIGHT_ROWS]
+    )
+    resolved.reverse()
+    times = [row[0] for row in resolved]
+    p = np.array([row[1] for row in resolved], dtype=float)
+    y = np.array([row[2] for row in resolved], dtype=float)
+    live: dict[str, Any] = {"samples": 0}
+    curves: dict[str, list[Any]] = {"time": [], "hit_rate": [], "brier": []}
+    calibration: list[insights.CalibrationBin] = []
+    if len(y):
+        live = {
+            key: _finite(value) if isinstance(value, float) else value
+            for key, value in insights.summary(y, p).items()
+        }
+        calibration = insights.calibration(y, p)
+        window = min(ROLLING_WINDOW, len(y))
+        hit, brier = insights.rolling_scores(y, p, window)
+        keep = _thin(hit)
+        keep = keep[np.isfinite(hit[keep])]
+        curves = {
+            "window": [window],
+            "time": [times[i].isoformat() for i in keep],
+            "hit_rate": [float(hit[i]) for i in keep],
+            "brier": [float(brier[i]) for i in keep],
+        }
+    recent = list(
+        Prediction.objects.filter(model_version=version)
+        .select_related("model_version")
+        .order_by("-as_of", "-id")[:RECENT_PREDICTIONS]
+    )
+    live_rows = list(
+        Prediction.objects.filter(
+            model_version=version, as_of__gte=now - timedelta(hours=DRIFT_HOURS)
+        ).values_list("features", flat=True)
+    )
+    drift: dict[str, Any] = {}
+    if version.drift_reference:
+        values = insights.psi(version.drift_reference, pd.DataFrame(live_rows))
+        drift = {
+            name: {
+                "psi": _finite(value) if value is not None else None,
+                "level": insights.drift_level(value),
+            }
+            for name, value in values.items()
+        }
+    latencies = np.array(
+        list(
+            Prediction.objects.filter(model_version=version)
+            .order_by("-as_of")
+            .values_list("latency_ms", flat=True)[:500]
+        ),
+        dtype=float,
+    )
+    promotion = None
+    if version.state == ModelVersion.State.SHADOW:
+        check = promotion_check(version)
+        promotion = {
+            "passes": check.passes,
+            "reason": check.reason,
+            "samples": check.samples,
+            "brier": check.brier_candidate,
+            "brier_incumbent": check.brier_incumbent,
+            "incumbent": check.incumbent,
+        }
+    return {
+        "version": version.version,
+        "state": version.state,
+        "algorithm": version.algorithm,
+        "horizon_bars": version.horizon_bars,
+        "trained": {
+            "start": version.train_start.isoformat(),
+            "end": version.train_end.isoformat(),
+            "rows": version.rows,
+            "metrics": version.metrics,
+        },
+        "live": live,
+        "calibration": calibration,
+        "curves": curves,
+        "importance": sorted(
+            ({"feature": k, "importance": v} for k, v in version.feature_importance.items()),
+            key=lambda item: -float(item["importance"]),
+        ),
+        "drift": drift,
+        "drift_rows": len(live_rows),
+        "recent": [prediction_as_dict(row) for row in recent],
+        "predictions": Prediction.objects.filter(model_version=version).count(),
+        "pending": Prediction.objects.filter(model_version=version, outcome__isnull=True).count(),
+        "latency_ms": {
+            "p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
+            "p95": float(np.percentile(latencies, 95)) if len(latencies) else None,
+        },
+        "promotion": promotion,
+    }
+
+
+def insights_refresh(*, now: datetime | None = None) -> list[InsightCache]:
+    """Recompute and cache the insights of every shadow and active model; push them."""
+    moment = now or timezone.now()
+    caches: list[InsightCache] = []
+    for version in scorable_versions():
+        data = insights_compute(version, now=moment)
+        cache, _ = InsightCache.objects.update_or_create(
+            model_version=version, defaults={"data": data, "computed_at": moment}
+        )
+        caches.append(cache)
+    if caches:
+        live_push(
+            event="mlinsights.insights",
+            data={
+                "computed_at": moment.isoformat(),
+                "versions": [c.model_version.version for c in caches],
+            },
+        )
+    return caches
+
+
+def ml_cycle(*, now: datetime | None = None) -> dict[str, int]:
+    """The periodic ML upkeep: outcomes, automatic promotion, insights (in that order)."""
+    resolved = outcomes_backfill(now=now)
+    promoted = promotions_review(now=now)
+    caches = insights_refresh(now=now)
+    return {"resolved": resolved, "promoted": len(promoted), "insights": len(caches)}
+
+
+def version_by_number(number: int) -> ModelVersion:
+    try:
+        return ModelVersion.objects.get(version=number)
+    except ModelVersion.DoesNotExist:
+        raise ModelStateInvalid(f"there is no model v{number}") from None
