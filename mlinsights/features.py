@@ -58,6 +58,8 @@ def _checked(bars: pd.DataFrame) -> pd.DataFrame:
     if not bars.index.is_monotonic_increasing or not bars.index.is_unique:
         raise BarsInvalid("bars must be indexed by close time, oldest first, without repeats")
     values = bars[list(BAR_COLUMNS)].astype(float)
+    if not np.isfinite(values.to_numpy()).all():
+        raise BarsInvalid("prices and volumes must be finite numbers (no NaN or infinity)")
     if (values[["open", "high", "low", "close"]] <= 0).to_numpy().any():
         raise BarsInvalid("prices must be > 0")
     if (values["volume"] < 0).any():

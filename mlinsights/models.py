@@ -24,7 +24,9 @@ class MLConfig(models.Model):
     algorithm = models.CharField(
         max_length=32,
         choices=[(name, name.replace("_", " ")) for name in ALGORITHMS],
-        default="hist_gradient_boosting",
+        default="logistic_regression",
+        help_text="Logistic regression is fast and well calibrated; gradient boosting can find "
+        "interactions but needs more bars to be calibrated as well.",
     )
     horizon_bars = models.PositiveSmallIntegerField(
         default=15,

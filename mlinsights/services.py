@@ -56,6 +56,9 @@ ROLLING_WINDOW = 100  # predictions per rolling hit rate / Brier point
 CURVE_POINTS = 300  # at most this many points per chart series
 DRIFT_HOURS = 24  # live features of this many hours against the training distribution
 RECENT_PREDICTIONS = 50
+# Shadow models scored at once: a newer one retires the oldest beyond this (a daily retrain
+# would otherwise add one more model to score every minute, every day).
+MAX_SHADOWS = 3
 COMPONENT = "mlinsights"
 Progress = Callable[[str, int, int], None]
 
@@ -237,6 +240,7 @@ def model_train(
             state_reason="trained: in shadow until it beats the active model out of sample",
             created_at=timezone.now(),
         )
+    _shadows_trim(newest=version)
     if progress is not None:
         progress("saved", 1, 1)
     logger.info(
@@ -248,6 +252,19 @@ def model_train(
         measured.brier,
     )
     return version
+
+
+def _shadows_trim(*, newest: ModelVersion) -> None:
+    """Retire the oldest shadow models beyond ``MAX_SHADOWS`` (never the active one)."""
+    older = ModelVersion.objects.filter(state=ModelVersion.State.SHADOW).order_by("-version")[
+        MAX_SHADOWS:
+    ]
+    for version in older:
+        model_retire(
+            version,
+            actor="the registry",
+            reason=f"superseded by newer shadow models (v{newest.version} registered)",
+        )
 
 
 def model_retrain(*, now: datetime | None = None) -> ModelVersion:

@@ -43,7 +43,7 @@ from routing.accounting import (
 from routing.filters import SymbolFilters
 from routing.models import PaperAccount
 from routing.resilience import OrderNotFound, VenueRejected
-from routing.synthetic import SyntheticMarket
+from routing.synthetic import GarchParams, SyntheticMarket
 from routing.venues import (
     VenueBar,
     VenueIncome,
@@ -118,6 +118,8 @@ class PaperConfig:
     funding_rate: Decimal = Decimal("0.0001")  # per settlement: longs pay when positive
     step_seconds: int = 5  # one synthetic price step every this many seconds
     bar_history: int = 1500  # closed base bars kept per symbol
+    # The synthetic market's weak trend (``GarchParams.momentum``): 0 is a pure random walk.
+    market_momentum: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.symbols:
@@ -240,6 +242,7 @@ class _SyntheticSource:
             prices={symbol: spec.start_price for symbol, spec in config.symbols.items()},
             tick_sizes={symbol: spec.tick_size for symbol, spec in config.symbols.items()},
             seed=config.seed,
+            params=GarchParams(momentum=config.market_momentum),
         )
 
     def start(self, symbol: str, *, now_ms: int) -> _Step:

@@ -25,6 +25,10 @@ from tradingsite.guard import binance_client_for_writing
 PAPER_ACCOUNT = "default"
 PAPER_SEED = 20240314
 PAPER_WARMUP = timedelta(hours=24)  # within the paper venue's bar_history of 1500
+# The dev market trends a little (routing.synthetic.GarchParams.momentum): enough for a model
+# trained on a day of its bars to beat the base rate out of sample, as a real edge would
+# have to; with 0 no model could ever earn promotion (a random walk has nothing to find).
+PAPER_MOMENTUM = 0.6
 BINANCE_WEIGHT_PER_MINUTE = 2400  # USD-M futures, per IP (exchangeInfo rateLimits)
 
 
@@ -48,7 +52,7 @@ def venue_session(*, now_ms: int | None = None) -> Iterator[Venue]:
         )
         return
     clock = _Clock(now)
-    config = paper_config_for(settings.SYMBOLS, seed=PAPER_SEED)
+    config = paper_config_for(settings.SYMBOLS, seed=PAPER_SEED, market_momentum=PAPER_MOMENTUM)
     venue = PaperVenue.load(name=PAPER_ACCOUNT, config=config, clock_ms=clock)
     if venue.version == 0:
         # A fresh account: start the market in the past and let it run up to now.

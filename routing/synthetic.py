@@ -27,10 +27,18 @@ class GarchParams:
     omega: float = 2e-8
     alpha: float = 0.08
     beta: float = 0.9
+    # A weak trend: each step's return drifts by ``momentum`` x the exponentially weighted mean
+    # of the previous steps' returns (over about ``momentum_steps`` steps). 0 is a pure
+    # GARCH random walk; the dev paper market sets a little, so that a model trained on it
+    # has something real to find (and can prove it out of sample).
+    momentum: float = 0.0
+    momentum_steps: int = 180
 
     def __post_init__(self) -> None:
         if self.omega <= 0 or self.alpha < 0 or self.beta < 0 or self.alpha + self.beta >= 1:
             raise ValueError("GARCH needs omega > 0, alpha, beta >= 0 and alpha + beta < 1")
+        if not 0 <= self.momentum < 1 or self.momentum_steps < 1:
+            raise ValueError("momentum must be in [0, 1) over at least one step")
 
     @property
     def long_run_variance(self) -> float:
@@ -52,15 +60,33 @@ def garch_log_returns(
     *, steps: int, params: GarchParams, rng: np.random.Generator, variance: float | None = None
 ) -> tuple[npt.NDArray[np.float64], float]:
     """``steps`` log returns and the conditional variance after the last one."""
+    returns, var, _ = garch_trend_log_returns(
+        steps=steps, params=params, rng=rng, variance=variance, trend=0.0
+    )
+    return returns, var
+
+
+def garch_trend_log_returns(
+    *,
+    steps: int,
+    params: GarchParams,
+    rng: np.random.Generator,
+    variance: float | None,
+    trend: float,
+) -> tuple[npt.NDArray[np.float64], float, float]:
+    """``steps`` log returns, and the conditional variance and trend after the last one."""
     shocks = rng.standard_t(SHOCK_DOF, size=steps) * np.sqrt((SHOCK_DOF - 2) / SHOCK_DOF)
     returns = np.empty(steps)
     var = params.long_run_variance if variance is None else variance
+    weight = 1.0 / params.momentum_steps
     # The recursion is inherently sequential; a plain loop over floats is the clear way.
     for i in range(steps):
-        r = np.sqrt(var) * shocks[i]
+        # With momentum 0 the drift is exactly 0.0 and r is the pure GARCH return.
+        r = params.momentum * trend + np.sqrt(var) * shocks[i]
         returns[i] = r
         var = params.omega + params.alpha * r * r + params.beta * var
-    return returns, float(var)
+        trend += (r - trend) * weight
+    return returns, float(var), float(trend)
 
 
 class SyntheticMarket:
@@ -81,6 +107,7 @@ class SyntheticMarket:
         }
         self._log_price = {symbol: float(np.log(float(p))) for symbol, p in prices.items()}
         self._variance = dict.fromkeys(prices, self._params.long_run_variance)
+        self._trend = dict.fromkeys(prices, 0.0)
 
     @property
     def symbols(self) -> list[str]:
@@ -112,6 +139,7 @@ class SyntheticMarket:
             symbol: {
                 "log_price": self._log_price[symbol].hex(),
                 "variance": self._variance[symbol].hex(),
+                "trend": self._trend[symbol].hex(),
                 "rng": _jsonable(self._rngs[symbol].bit_generator.state),
             }
             for symbol in self.symbols
@@ -125,6 +153,8 @@ class SyntheticMarket:
                 continue
             self._log_price[symbol] = float.fromhex(saved["log_price"])
             self._variance[symbol] = float.fromhex(saved["variance"])
+            # States saved before the trend existed continue without one.
+            self._trend[symbol] = float.fromhex(saved.get("trend", (0.0).hex()))
             self._rngs[symbol].bit_generator.state = _from_jsonable(saved["rng"])
 
     def bars(
@@ -161,11 +191,12 @@ class SyntheticMarket:
     def _path(self, symbol: str, steps: int) -> npt.NDArray[np.float64]:
         if steps < 1:
             raise ValueError("steps must be at least 1")
-        returns, self._variance[symbol] = garch_log_returns(
+        returns, self._variance[symbol], self._trend[symbol] = garch_trend_log_returns(
             steps=steps,
             params=self._params,
             rng=self._rngs[symbol],
             variance=self._variance[symbol],
+            trend=self._trend[symbol],
         )
         log_path = self._log_price[symbol] + np.cumsum(returns)
         self._log_price[symbol] = float(log_path[-1])

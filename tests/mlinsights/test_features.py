@@ -156,6 +156,8 @@ def test_a_flat_market_gives_neutral_rsi_and_zero_volume_z() -> None:
         (lambda f: f.assign(close=-1.0), "prices must be > 0"),
         (lambda f: f.assign(volume=-1.0), "volume must be >= 0"),
         (lambda f: f.assign(high=f["low"] - 1), "high is below its low"),
+        (lambda f: f.assign(close=f["close"].where(f.index != f.index[7])), "no NaN"),
+        (lambda f: f.assign(volume=np.inf), "no NaN or infinity"),
     ],
 )
 def test_bad_bars_are_refused_with_the_reason(change: object, message: str) -> None:

@@ -184,6 +184,18 @@ class TestTrainModel:
         assert first.artifact != second.artifact
         assert len(list(model_dir.glob("*.joblib"))) == 2
 
+    def test_only_the_newest_shadow_models_are_kept_scoring(
+        self, model_dir: Path, planted_bars: Any
+    ) -> None:
+        active = train(planted_bars, folds=2)
+        ModelVersion.objects.filter(pk=active.pk).update(state=ModelVersion.State.ACTIVE)
+        for _ in range(4):
+            train(planted_bars, folds=2)
+
+        states = dict(ModelVersion.objects.values_list("version", "state"))
+        assert states == {1: "active", 2: "retired", 3: "shadow", 4: "shadow", 5: "shadow"}
+        assert "superseded" in ModelVersion.objects.get(version=2).state_reason
+
     @pytest.mark.parametrize(
         ("arguments", "message"),
         [
