@@ -23,12 +23,12 @@ from routing.weights import WeightBudget
 from tradingsite.guard import binance_client_for_writing
 
 PAPER_ACCOUNT = "default"
-PAPER_SEED = 20240314
+PAPER_SEED = 20261126
 PAPER_WARMUP = timedelta(hours=24)  # within the paper venue's bar_history of 1500
 # The dev market trends a little (routing.synthetic.GarchParams.momentum): enough for a model
 # trained on a day of its bars to beat the base rate out of sample, as a real edge would
 # have to; with 0 no model could ever earn promotion (a random walk has nothing to find).
-PAPER_MOMENTUM = 0.6
+PAPER_MOMENTUM = 0.7
 BINANCE_WEIGHT_PER_MINUTE = 2400  # USD-M futures, per IP (exchangeInfo rateLimits)
 
 
