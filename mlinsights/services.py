@@ -708,8 +708,16 @@ def insights_compute(version: ModelVersion, *, now: datetime) -> dict[str, Any]:
     times = [row[0] for row in resolved]
     p = np.array([row[1] for row in resolved], dtype=float)
     y = np.array([row[2] for row in resolved], dtype=float)
-    live: dict[str, Any] = {"samples": 0}
-    curves: dict[str, list[Any]] = {"time": [], "hit_rate": [], "brier": []}
+    live: dict[str, Any] = {
+        "samples": 0,
+        "brier": None,
+        "hit_rate": None,
+        "auc": None,
+        "base_rate": None,
+        "climatology_brier": None,
+        "brier_skill": None,
+    }
+    curves: dict[str, Any] = {"window": None, "time": [], "hit_rate": [], "brier": []}
     calibration: list[insights.CalibrationBin] = []
     if len(y):
         live = {
@@ -717,12 +725,14 @@ def insights_compute(version: ModelVersion, *, now: datetime) -> dict[str, Any]:
             for key, value in insights.summary(y, p).items()
         }
         calibration = insights.calibration(y, p)
-        window = min(ROLLING_WINDOW, len(y))
+        # A quarter of the predictions while there are fewer than 4 windows' worth, so an
+        # early curve still has points to draw.
+        window = max(1, min(ROLLING_WINDOW, len(y) // 4))
         hit, brier = insights.rolling_scores(y, p, window)
-        keep = _thin(hit)
-        keep = keep[np.isfinite(hit[keep])]
+        full = np.flatnonzero(np.isfinite(hit))  # windows that are full
+        keep = full[_thin(full)]
         curves = {
-            "window": [window],
+            "window": window,
             "time": [times[i].isoformat() for i in keep],
             "hit_rate": [float(hit[i]) for i in keep],
             "brier": [float(brier[i]) for i in keep],

@@ -54,3 +54,5 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     routing_nav = forward
     routing_fill = forward
     routing_health = forward
+    mlinsights_prediction = forward
+    mlinsights_insights = forward

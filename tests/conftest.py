@@ -110,9 +110,20 @@ def wait_for(
         time.sleep(interval)
 
 
+WORKER_QUEUES = ("default", "executor", "ml")
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db: None) -> Iterator[Process]:
-    """A real Celery worker on the default, executor and ml queues, against the test database."""
+    """A real Celery worker on the default, executor and ml queues, against the test database.
+
+    The queues are emptied first: messages earlier tests queued without a worker (a router
+    health refresh after fills, a scoring request) belong to those tests, not this one."""
+    from tradingsite.celery import app
+
+    with app.connection_for_write() as connection:
+        for queue in WORKER_QUEUES:
+            connection.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
     process = Process(
         "celery-worker",
         [
@@ -123,7 +134,7 @@ def celery_worker_process(transactional_db: None) -> Iterator[Process]:
             "tradingsite",
             "worker",
             "--queues",
-            "default,executor,ml",
+            ",".join(WORKER_QUEUES),
             "--pool",
             "solo",
             "--hostname",

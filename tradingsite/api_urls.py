@@ -25,4 +25,5 @@ urlpatterns = [
     path("status/", routing_api.TradingStatus.as_view(), name="api-status"),
     path("ticks/", routing_api.LastTicks.as_view(), name="api-ticks"),
     path("", include("risk.api")),
+    path("ml/", include("mlinsights.api")),
 ]

@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.generic import TemplateView
 
+from mlinsights.dashboard import ml_insights_context
 from risk.dashboard import risk_tab_context
 from routing.dashboard import overview_context, router_health_context
 from tradingsite.accounts import is_operator
@@ -58,4 +59,6 @@ class DashboardTabView(LoginRequiredMixin, TemplateView):
             context.update(router_health_context(self.request.GET.get("window", "")))
         elif self.tab == "risk":
             context.update(risk_tab_context())
+        elif self.tab == "ml-insights":
+            context.update(ml_insights_context(self.request.GET.get("version", "")))
         return context

@@ -640,8 +640,11 @@ class TestInsights:
         assert cache.data["live"]["brier"] == pytest.approx(expected["brier"])
         assert cache.data["live"]["samples"] == 300
         assert sum(row["count"] for row in cache.data["calibration"]) == 300
+        # 300 predictions: a rolling window of a quarter of them (75), so the curve has points
+        assert cache.data["curves"]["window"] == 75
+        assert len(cache.data["curves"]["hit_rate"]) == 300 - 75 + 1
         assert cache.data["curves"]["hit_rate"][-1] == pytest.approx(
-            float(((probabilities[-100:] > 0.5) == (outcomes[-100:] == 1)).mean())
+            float(((probabilities[-75:] > 0.5) == (outcomes[-75:] == 1)).mean())
         )
         assert cache.data["promotion"]["incumbent"] == "base rate"
         assert cache.data["pending"] == 0
