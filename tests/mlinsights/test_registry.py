@@ -648,3 +648,31 @@ class TestInsights:
         )
         assert cache.data["promotion"]["incumbent"] == "base rate"
         assert cache.data["pending"] == 0
+
+
+class TestExecutorScoringStep:
+    @pytest.fixture(autouse=True)
+    def paper(self, settings: Any, global_limits: Any) -> None:
+        settings.VENUE = "paper"
+        settings.SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+        signal_sources_sync()
+
+    def test_a_tick_queues_scoring_once_per_symbol_and_closed_bar(self, db: None) -> None:
+        from routing.tasks import executor_run_once
+
+        t0 = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
+        # without a model to score with, nothing is queued
+        first = executor_run_once(now=t0)
+        assert first is not None
+        assert first["scoring_queued"] == 0
+
+        version_row(1)
+        with_model = executor_run_once(now=t0 + timedelta(seconds=10))
+        same_bar = executor_run_once(now=t0 + timedelta(seconds=20))
+        next_bar = executor_run_once(now=t0 + timedelta(minutes=1))
+
+        assert with_model is not None
+        assert same_bar is not None
+        assert next_bar is not None
+        assert (with_model["scoring_queued"], same_bar["scoring_queued"]) == (2, 0)
+        assert next_bar["scoring_queued"] == 2
