@@ -122,8 +122,8 @@
       grid: { left: 56, right: 64, top: 48, bottom: 32 },
       xAxis: { type: "time" },
       yAxis: [
-        { type: "value", name: "hit rate", scale: true, axisLabel: { formatter: pct } },
-        { type: "value", name: "Brier", scale: true },
+        { type: "value", name: "hit rate", min: 0, max: 1, axisLabel: { formatter: pct } },
+        { type: "value", name: "Brier", min: 0, scale: true },
       ],
       series: [
         { name: "hit rate", type: "line", showSymbol: false, data: curves.time.map((t, i) => [t, curves.hit_rate[i]]) },
