@@ -45,7 +45,8 @@ class MLConfig(models.Model):
         default=0.001,
         validators=[MinValueValidator(0.0), MaxValueValidator(0.25)],
         help_text="How much lower a shadow model's live Brier score must be to replace the "
-        "active model (or, with none active, the base-rate forecast), on the same predictions.",
+        "active model (or, with none active, the training window's base rate), on the same "
+        "predictions.",
     )
     promotion_min_samples = models.PositiveIntegerField(
         default=200,

@@ -300,8 +300,11 @@ def _resolved(version: ModelVersion) -> pd.DataFrame:
 
 def promotion_check(candidate: ModelVersion, *, config: MLConfig | None = None) -> PromotionCheck:
     """Does ``candidate`` beat the active model, on the same resolved live predictions, by the
-    configured margin of Brier score? With no active model the bar is the base-rate forecast
-    (always the observed frequency of rises) over the candidate's own predictions."""
+    configured margin of Brier score? With no active model the bar is the base-rate forecast:
+    always the frequency of rises in the candidate's training window (known before any live
+    outcome; 0.5 when unknown), over the candidate's own predictions. A base rate taken from
+    the live outcomes themselves would be a forecast made in hindsight: after a run of falls
+    it scores perfectly and no model could ever beat it."""
     config = config or ml_config()
     active = (
         ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE)
@@ -319,7 +322,10 @@ def promotion_check(candidate: ModelVersion, *, config: MLConfig | None = None) 
     else:
         y = mine["outcome"].to_numpy(dtype=float)
         p = mine["probability"].to_numpy(dtype=float)
-        p_incumbent = np.full(len(y), float(y.mean()) if len(y) else 0.5)
+        base_rate = candidate.metrics.get("base_rate")
+        if not isinstance(base_rate, int | float) or not 0 <= base_rate <= 1:
+            base_rate = 0.5
+        p_incumbent = np.full(len(y), float(base_rate))
         incumbent = "base rate"
     if len(y) == 0:
         return PromotionCheck(

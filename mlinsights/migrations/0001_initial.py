@@ -72,7 +72,7 @@ class Migration(migrations.Migration):
                     "promotion_margin",
                     models.FloatField(
                         default=0.001,
-                        help_text="How much lower a shadow model's live Brier score must be to replace the active model (or, with none active, the base-rate forecast), on the same predictions.",
+                        help_text="How much lower a shadow model's live Brier score must be to replace the active model (or, with none active, the training window's base rate), on the same predictions.",
                         validators=[
                             django.core.validators.MinValueValidator(0.0),
                             django.core.validators.MaxValueValidator(0.25),
@@ -267,7 +267,7 @@ class Migration(migrations.Migration):
                     "promotion_margin",
                     models.FloatField(
                         default=0.001,
-                        help_text="How much lower a shadow model's live Brier score must be to replace the active model (or, with none active, the base-rate forecast), on the same predictions.",
+                        help_text="How much lower a shadow model's live Brier score must be to replace the active model (or, with none active, the training window's base rate), on the same predictions.",
                         validators=[
                             django.core.validators.MinValueValidator(0.0),
                             django.core.validators.MaxValueValidator(0.25),

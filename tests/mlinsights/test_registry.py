@@ -415,6 +415,7 @@ class TestPromotion:
     def test_with_no_active_model_it_must_beat_the_base_rate(
         self, db: None, outcomes: np.ndarray
     ) -> None:
+        # rows without a training base rate are measured against a coin flip
         noise = version_row(1)
         predictions(noise, outcomes, np.random.default_rng(9).uniform(0.3, 0.7, len(outcomes)))
         assert not promotion_check(noise).passes
@@ -423,6 +424,25 @@ class TestPromotion:
         check = promotion_check(skilled)
         assert check.passes
         assert check.incumbent == "base rate"
+        assert check.brier_incumbent == pytest.approx(0.25)
+
+    def test_the_base_rate_is_the_training_windows_not_the_live_outcomes(
+        self, db: None
+    ) -> None:
+        # given a model trained when 60 % of bars rose, live in a market that only fell
+        candidate = version_row(1)
+        candidate.metrics = {**candidate.metrics, "base_rate": 0.6}
+        candidate.save()
+        falls = np.zeros(300)
+        predictions(candidate, falls, np.full(300, 0.2))
+
+        check = promotion_check(candidate)
+
+        # then it is measured against always forecasting 60 % (Brier 0.36), which it beats;
+        # the live outcomes' own rate (0 %) would have been a perfect forecast in hindsight
+        assert check.brier_incumbent == pytest.approx(0.36)
+        assert check.brier_candidate == pytest.approx(0.04)
+        assert check.passes
 
     def test_auto_promotion_can_be_switched_off(self, db: None, outcomes: np.ndarray) -> None:
         MLConfig.objects.update_or_create(pk=1, defaults={"auto_promote": False})
