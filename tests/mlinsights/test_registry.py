@@ -426,9 +426,7 @@ class TestPromotion:
         assert check.incumbent == "base rate"
         assert check.brier_incumbent == pytest.approx(0.25)
 
-    def test_the_base_rate_is_the_training_windows_not_the_live_outcomes(
-        self, db: None
-    ) -> None:
+    def test_the_base_rate_is_the_training_windows_not_the_live_outcomes(self, db: None) -> None:
         # given a model trained when 60 % of bars rose, live in a market that only fell
         candidate = version_row(1)
         candidate.metrics = {**candidate.metrics, "base_rate": 0.6}
