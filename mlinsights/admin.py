@@ -60,7 +60,10 @@ def model_retire_action(
 def model_retrain_action(
     request: HttpRequest, queryset: QuerySet[Any], reason: str, flags: dict[str, bool]
 ) -> str:
-    current_app.send_task("mlinsights.tasks.model_retrain_task", queue="ml", retry=False)
+    try:
+        current_app.send_task("mlinsights.tasks.model_retrain_task", queue="ml", retry=False)
+    except Exception as error:  # the broker is down: say so, nothing was queued
+        raise RuntimeError(f"the retrain could not be queued ({error}); try again") from None
     return "Retrain queued on the ML queue."
 
 

@@ -119,10 +119,13 @@ def _kpi(key: str, label: str, kind: str, value: Any) -> dict[str, Any]:
 def prediction_display(row: Mapping[str, Any]) -> dict[str, Any]:
     """A prediction as ``prediction_as_dict`` has it (cached, pushed or read now), with its
     text: the time (UTC, to the minute), P(rise) and the outcome (✓ the side predicted
-    happened, ✗ it did not, "pending" before the horizon has passed)."""
+    happened, ✗ it did not, "pending" before the horizon has passed, "void" when the close
+    did not move or the bar was missing)."""
     probability = float(row["probability"])
     outcome = row.get("outcome")
-    if outcome is None:
+    if outcome is None and row.get("void"):
+        result, outcome_display = "void", "void (no move or no bar)"
+    elif outcome is None:
         result, outcome_display = "pending", "pending"
     else:
         rose = float(outcome) > 0.5

@@ -49,9 +49,10 @@ class MLConfig(models.Model):
         "predictions.",
     )
     promotion_min_samples = models.PositiveIntegerField(
-        default=200,
-        validators=[MinValueValidator(20)],
-        help_text="Resolved predictions both models share before a promotion can be decided.",
+        default=100,
+        validators=[MinValueValidator(10)],
+        help_text="Independent resolved outcomes (one per horizon and symbol) both models share "
+        "before a promotion can be decided.",
     )
     auto_promote = models.BooleanField(
         default=True, help_text="Promote a shadow model as soon as it passes the rule."
@@ -71,7 +72,7 @@ class MLConfig(models.Model):
                 name="mlconfig_margin",
             ),
             models.CheckConstraint(
-                condition=Q(promotion_min_samples__gte=20), name="mlconfig_min_samples"
+                condition=Q(promotion_min_samples__gte=10), name="mlconfig_min_samples"
             ),
         ]
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from celery import current_app
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 from sklearn.inspection import permutation_importance
@@ -209,7 +209,8 @@ def model_train(
     name = f"model-{uuid.uuid4().hex[:16]}.joblib"
     sha256 = artifact_save(model, name=name)
     with transaction.atomic():
-        latest = ModelVersion.objects.select_for_update().aggregate(Max("version"))
+        _registry_lock()
+        latest = ModelVersion.objects.aggregate(Max("version"))
         version = ModelVersion.objects.create(
             version=(latest["version__max"] or 0) + 1,
             algorithm=algorithm,
@@ -260,11 +261,15 @@ def _shadows_trim(*, newest: ModelVersion) -> None:
         MAX_SHADOWS:
     ]
     for version in older:
-        model_retire(
-            version,
-            actor="the registry",
-            reason=f"superseded by newer shadow models (v{newest.version} registered)",
-        )
+        try:
+            model_retire(
+                version,
+                actor="the registry",
+                reason=f"superseded by newer shadow models (v{newest.version} registered)",
+                expected_state=ModelVersion.State.SHADOW,
+            )
+        except ModelStateInvalid as error:  # promoted or retired meanwhile: leave it be
+            logger.info("shadow trim skipped: %s", error)
 
 
 def model_retrain(*, now: datetime | None = None) -> ModelVersion:
@@ -285,17 +290,33 @@ def model_retrain(*, now: datetime | None = None) -> ModelVersion:
 class PromotionCheck:
     passes: bool
     reason: str
-    samples: int
+    samples: int  # shared resolved predictions
     brier_candidate: float | None
     brier_incumbent: float | None
     incumbent: str  # "v<n>" or "base rate"
+    independent: int = 0  # non-overlapping outcomes among them (see ``promotion_check``)
 
 
-def _resolved(version: ModelVersion) -> pd.DataFrame:
-    rows = Prediction.objects.filter(model_version=version, outcome__isnull=False).values_list(
-        "symbol", "as_of", "probability", "outcome"
+def _resolved(version: ModelVersion, *, since: datetime | None = None) -> pd.DataFrame:
+    rows = Prediction.objects.filter(model_version=version, outcome__isnull=False)
+    if since is not None:
+        rows = rows.filter(as_of__gte=since)
+    return pd.DataFrame(
+        list(rows.values_list("symbol", "as_of", "probability", "outcome")),
+        columns=["symbol", "as_of", "probability", "outcome"],
     )
-    return pd.DataFrame(list(rows), columns=["symbol", "as_of", "probability", "outcome"])
+
+
+def _independent(shared: pd.DataFrame, *, horizon: int) -> int:
+    """How many non-overlapping outcomes ``shared`` holds: predictions a minute apart with a
+    15-bar horizon share 14 of their 15 bars, so per symbol only one per horizon counts."""
+    if shared.empty:
+        return 0
+    minutes = (
+        pd.to_datetime(shared["as_of"], utc=True).astype("int64") // 60_000_000_000
+    ).to_numpy()
+    buckets = pd.DataFrame({"symbol": shared["symbol"].to_numpy(), "bucket": minutes // horizon})
+    return len(buckets.drop_duplicates())
 
 
 def promotion_check(candidate: ModelVersion, *, config: MLConfig | None = None) -> PromotionCheck:
@@ -304,54 +325,72 @@ def promotion_check(candidate: ModelVersion, *, config: MLConfig | None = None) 
     always the frequency of rises in the candidate's training window (known before any live
     outcome; 0.5 when unknown), over the candidate's own predictions. A base rate taken from
     the live outcomes themselves would be a forecast made in hindsight: after a run of falls
-    it scores perfectly and no model could ever beat it."""
+    it scores perfectly and no model could ever beat it.
+
+    The minimum sample counts *independent* outcomes: overlapping horizons (a prediction every
+    minute, each over 15 bars) are counted once per horizon and symbol. Models with different
+    horizons answer different questions and are never compared."""
     config = config or ml_config()
     active = (
         ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE)
         .exclude(pk=candidate.pk)
         .first()
     )
-    mine = _resolved(candidate)
-    if active is not None:
-        theirs = _resolved(active)
-        shared = mine.merge(theirs, on=["symbol", "as_of"], suffixes=("", "_incumbent"))
-        y = shared["outcome"].to_numpy(dtype=float)
-        p = shared["probability"].to_numpy(dtype=float)
-        p_incumbent = shared["probability_incumbent"].to_numpy(dtype=float)
-        incumbent = f"v{active.version}"
-    else:
-        y = mine["outcome"].to_numpy(dtype=float)
-        p = mine["probability"].to_numpy(dtype=float)
-        base_rate = candidate.metrics.get("base_rate")
-        if not isinstance(base_rate, int | float) or not 0 <= base_rate <= 1:
-            base_rate = 0.5
-        p_incumbent = np.full(len(y), float(base_rate))
-        incumbent = "base rate"
-    if len(y) == 0:
+    incumbent = f"v{active.version}" if active is not None else "base rate"
+
+    def refused(reason: str, samples: int = 0) -> PromotionCheck:
         return PromotionCheck(
             passes=False,
-            reason=f"no resolved predictions shared with the {incumbent} yet",
-            samples=0,
+            reason=reason,
+            samples=samples,
             brier_candidate=None,
             brier_incumbent=None,
             incumbent=incumbent,
         )
+
+    if active is not None and active.horizon_bars != candidate.horizon_bars:
+        return refused(
+            f"v{candidate.version} predicts {candidate.horizon_bars} bars ahead and the active "
+            f"v{active.version} {active.horizon_bars}: different questions, never compared "
+            f"(retire v{active.version} to let v{candidate.version} prove itself against the "
+            "base rate)"
+        )
+    mine = _resolved(candidate)
+    if active is not None and not mine.empty:
+        theirs = _resolved(active, since=mine["as_of"].min())
+        shared = mine.merge(theirs, on=["symbol", "as_of"], suffixes=("", "_incumbent"))
+        p_incumbent = shared["probability_incumbent"].to_numpy(dtype=float)
+    else:
+        shared = mine
+        base_rate = candidate.metrics.get("base_rate")
+        if not isinstance(base_rate, int | float) or not 0 <= base_rate <= 1:
+            base_rate = 0.5
+        p_incumbent = np.full(len(shared), float(base_rate))
+    if shared.empty:
+        return refused(f"no resolved predictions shared with the {incumbent} yet")
+    y = shared["outcome"].to_numpy(dtype=float)
+    p = shared["probability"].to_numpy(dtype=float)
+    independent = _independent(shared, horizon=candidate.horizon_bars)
     brier_candidate = float(np.mean((p - y) ** 2))
     brier_incumbent = float(np.mean((p_incumbent - y) ** 2))
     passes, reason = insights.promotion_decision(
         brier_candidate,
         brier_incumbent,
-        len(y),
+        independent,
         margin=config.promotion_margin,
         min_samples=config.promotion_min_samples,
     )
     return PromotionCheck(
         passes=passes,
-        reason=f"against the {incumbent}: {reason}",
+        reason=(
+            f"against the {incumbent}: {reason} "
+            f"({len(y)} shared predictions, {independent} independent outcomes)"
+        ),
         samples=len(y),
         brier_candidate=brier_candidate,
         brier_incumbent=brier_incumbent,
         incumbent=incumbent,
+        independent=independent,
     )
 
 
@@ -360,46 +399,78 @@ def _change_reason(text: str) -> str:
     return text if len(text) <= 100 else text[:99] + "…"
 
 
+def _registry_lock() -> None:
+    """Serialise promotions, retirements and new versions (the settings row is the lock)."""
+    ml_config()
+    MLConfig.objects.select_for_update().get(pk=1)
+
+
 def model_promote(version: ModelVersion, *, actor: str, now: datetime | None = None) -> None:
-    """Make ``version`` the active model if it passes ``promotion_check``; the active one is
-    retired. Raises ``ModelStateInvalid`` (nothing changed) otherwise."""
+    """Make ``version`` the active model if it passes ``promotion_check`` and its artifact
+    loads; the active one is retired. Raises ``ModelStateInvalid`` (nothing changed)
+    otherwise."""
     moment = now or timezone.now()
-    with transaction.atomic():
-        locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
-        if locked.state != ModelVersion.State.SHADOW:
-            raise ModelStateInvalid(
-                f"v{locked.version} is {locked.state}: only shadow models promote"
-            )
-        check = promotion_check(locked)
-        if not check.passes:
-            raise ModelStateInvalid(f"v{locked.version} stays in shadow: {check.reason}")
-        for previous in ModelVersion.objects.select_for_update().filter(
-            state=ModelVersion.State.ACTIVE
-        ):
-            previous.state = ModelVersion.State.RETIRED
-            previous.retired_at = moment
-            previous.state_reason = f"replaced by v{locked.version} ({actor})"
-            previous._change_reason = _change_reason(previous.state_reason)  # type: ignore[attr-defined]
-            previous.save(update_fields=["state", "retired_at", "state_reason"])
-        locked.state = ModelVersion.State.ACTIVE
-        locked.promoted_at = moment
-        locked.state_reason = f"promoted by {actor}: {check.reason}"
-        locked._change_reason = _change_reason(locked.state_reason)  # type: ignore[attr-defined]
-        locked.save(update_fields=["state", "promoted_at", "state_reason"])
+    try:
+        with transaction.atomic():
+            _registry_lock()
+            locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
+            if locked.state != ModelVersion.State.SHADOW:
+                raise ModelStateInvalid(
+                    f"v{locked.version} is {locked.state}: only shadow models promote"
+                )
+            check = promotion_check(locked)
+            if not check.passes:
+                raise ModelStateInvalid(f"v{locked.version} stays in shadow: {check.reason}")
+            try:
+                artifact_load(
+                    name=locked.artifact, sha256=locked.artifact_sha256, features=locked.features
+                )
+            except ArtifactInvalid as error:
+                raise ModelStateInvalid(
+                    f"v{locked.version} stays in shadow: its artifact cannot be used ({error})"
+                ) from None
+            for previous in ModelVersion.objects.select_for_update().filter(
+                state=ModelVersion.State.ACTIVE
+            ):
+                previous.state = ModelVersion.State.RETIRED
+                previous.retired_at = moment
+                previous.state_reason = f"replaced by v{locked.version} ({actor})"
+                previous._change_reason = _change_reason(previous.state_reason)  # type: ignore[attr-defined]
+                previous.save(update_fields=["state", "retired_at", "state_reason"])
+            locked.state = ModelVersion.State.ACTIVE
+            locked.promoted_at = moment
+            locked.state_reason = f"promoted by {actor}: {check.reason}"
+            locked._change_reason = _change_reason(locked.state_reason)  # type: ignore[attr-defined]
+            locked.save(update_fields=["state", "promoted_at", "state_reason"])
+    except IntegrityError:  # another process made a model active meanwhile
+        raise ModelStateInvalid(
+            f"v{version.version} stays in shadow: another model became active meanwhile"
+        ) from None
     version.refresh_from_db()
     logger.warning("model v%s promoted by %s: %s", version.version, actor, check.reason)
 
 
 def model_retire(
-    version: ModelVersion, *, actor: str, reason: str, now: datetime | None = None
+    version: ModelVersion,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime | None = None,
+    expected_state: str | None = None,
 ) -> None:
-    """Retire ``version`` (shadow or active: an active one stops trading at once)."""
+    """Retire ``version`` (shadow or active: an active one stops trading at once). With
+    ``expected_state``, only if it is still in that state (checked under the lock)."""
     if not reason.strip():
         raise ModelStateInvalid("say why the model is retired")
     with transaction.atomic():
+        _registry_lock()
         locked = ModelVersion.objects.select_for_update().get(pk=version.pk)
         if locked.state == ModelVersion.State.RETIRED:
             raise ModelStateInvalid(f"v{locked.version} is already retired")
+        if expected_state is not None and locked.state != expected_state:
+            raise ModelStateInvalid(
+                f"v{locked.version} is {locked.state} now, not {expected_state}"
+            )
         locked.state = ModelVersion.State.RETIRED
         locked.retired_at = now or timezone.now()
         locked.state_reason = f"retired by {actor}: {reason.strip()}"
@@ -445,7 +516,7 @@ def artifact_failed(version: ModelVersion, error: ArtifactInvalid) -> None:
     """An unusable artifact: an incident, and if it is the active model's, the ML source is
     switched off (the other sources trade on) until an operator switches it back on."""
     active = version.state == ModelVersion.State.ACTIVE
-    incident_open(
+    incident = incident_open(
         component=COMPONENT,
         code=f"artifact-invalid-v{version.version}",
         severity=Incident.Severity.CRITICAL if active else Incident.Severity.WARNING,
@@ -456,6 +527,8 @@ def artifact_failed(version: ModelVersion, error: ArtifactInvalid) -> None:
         context={"version": version.version, "artifact": version.artifact, "state": version.state},
     )
     if active:
+        if incident.severity != Incident.Severity.CRITICAL:  # opened while it was a shadow
+            Incident.objects.filter(pk=incident.pk).update(severity=Incident.Severity.CRITICAL)
         SignalSource.objects.filter(name=ML_SOURCE, enabled=True).update(enabled=False)
     logger.error("model v%s artifact invalid: %s", version.version, error)
 
@@ -489,18 +562,23 @@ def predictions_score(
     for version in versions:
         columns = list(version.features)
         missing = [name for name in columns if name not in row.columns]
-        if missing or bool(row[columns].isna().to_numpy().any()):
+        if missing or not bool(np.isfinite(row[columns].to_numpy(dtype=float)).all()):
             logger.info("v%s cannot score %s yet: warm-up bars missing", version.version, symbol)
             continue
         try:
             model = artifact_load(
                 name=version.artifact, sha256=version.artifact_sha256, features=columns
             )
+            with single_threaded():
+                probability = float(model.predict_proba(row[columns])[0, 1])
+            if not 0 <= probability <= 1:
+                raise ArtifactInvalid(f"it predicted {probability!r}, not a probability")
         except ArtifactInvalid as error:
             artifact_failed(version, error)
             continue
-        with single_threaded():
-            probability = float(model.predict_proba(row[columns])[0, 1])
+        except Exception as error:  # one model's failure must not stop the others' scoring
+            artifact_failed(version, ArtifactInvalid(f"scoring raised {error!r}"))
+            continue
         scored_at = clock()
         prediction, created = Prediction.objects.get_or_create(
             model_version=version,
@@ -538,49 +616,56 @@ def prediction_as_dict(prediction: Prediction) -> dict[str, Any]:
         "probability": round(prediction.probability, 4),
         "latency_ms": round(prediction.latency_ms, 1),
         "outcome": prediction.outcome,
+        "void": prediction.resolved_at is not None and prediction.outcome is None,
     }
 
 
 def scoring_request(*, symbols: Sequence[str], at: datetime) -> int:
     """From the executor: queue scoring on the ML queue for each symbol's newest closed bar,
-    once per bar. Never waits on a down broker or raises into the tick; returns how many were
-    queued."""
-    if not ModelVersion.objects.filter(
-        state__in=[ModelVersion.State.SHADOW, ModelVersion.State.ACTIVE]
-    ).exists():
-        return 0
+    once per bar. Never waits on a down broker and never raises into the tick (a database or
+    Redis error is logged: the next bar asks again); returns how many were queued."""
     queued = 0
-    client = redis_client()
-    for symbol in symbols:
-        newest = (
-            MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=at)
-            .order_by("-open_time")
-            .values_list("close_time", flat=True)
-            .first()
-        )
-        if newest is None:
-            continue
-        key = redis_key("ml-score-queued", symbol, str(int(newest.timestamp() * 1000)))
-        if not client.set(key, "1", nx=True, ex=3600):
-            continue
-        try:
-            current_app.send_task(
-                "mlinsights.tasks.prediction_score_task",
-                kwargs={
-                    "symbol": symbol,
-                    "as_of": newest.isoformat(),
-                    "requested_at": at.isoformat(),
-                },
-                queue="ml",
-                retry=False,
-                ignore_result=True,
-                expires=BAR_SECONDS,
-            )
-            queued += 1
-        except Exception:  # a down broker must not stop a tick; the next bar asks again
-            client.delete(key)
-            logger.exception("could not queue scoring of %s", symbol)
+    try:
+        with transaction.atomic():
+            if not ModelVersion.objects.filter(
+                state__in=[ModelVersion.State.SHADOW, ModelVersion.State.ACTIVE]
+            ).exists():
+                return 0
+            client = redis_client()
+            for symbol in symbols:
+                if _scoring_queue(client=client, symbol=symbol, at=at):
+                    queued += 1
+    except Exception:  # scoring is an extra: the tick's trading must go on without it
+        logger.exception("could not queue ML scoring; the tick carries on")
     return queued
+
+
+def _scoring_queue(*, client: Any, symbol: str, at: datetime) -> bool:
+    newest = (
+        MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=at)
+        .order_by("-open_time")
+        .values_list("close_time", flat=True)
+        .first()
+    )
+    if newest is None:
+        return False
+    key = redis_key("ml-score-queued", symbol, str(int(newest.timestamp() * 1000)))
+    if not client.set(key, "1", nx=True, ex=3600):
+        return False
+    try:
+        current_app.send_task(
+            "mlinsights.tasks.prediction_score_task",
+            kwargs={"symbol": symbol, "as_of": newest.isoformat(), "requested_at": at.isoformat()},
+            queue="ml",
+            retry=False,
+            ignore_result=True,
+            expires=BAR_SECONDS,
+        )
+    except Exception:  # a down broker must not stop a tick; the next bar asks again
+        client.delete(key)
+        logger.exception("could not queue scoring of %s", symbol)
+        return False
+    return True
 
 
 # --- the ML signal source -------------------------------------------------------------------------
@@ -612,6 +697,8 @@ def ml_prediction_for_signal(*, symbol: str, at: datetime, max_age_seconds: int)
     )
     if latest is None:
         return MLView(None, f"no prediction of v{active.version} for {symbol} yet")
+    if latest.signals.exists():
+        return MLView(None, "the latest prediction already made its signal")
     age = (at - latest.as_of).total_seconds()
     if age > max_age_seconds:
         # Counted once per prediction: only the update that flips the flag logs it.
@@ -623,8 +710,6 @@ def ml_prediction_for_signal(*, symbol: str, at: datetime, max_age_seconds: int)
                 max_age_seconds,
             )
         return MLView(None, f"latest prediction is {age:.0f} s old (max {max_age_seconds} s)")
-    if latest.signals.exists():
-        return MLView(None, "the latest prediction already made its signal")
     return MLView(latest, f"v{active.version} P(rise)={latest.probability:.4f}, {age:.0f} s old")
 
 
@@ -632,13 +717,18 @@ def ml_prediction_for_signal(*, symbol: str, at: datetime, max_age_seconds: int)
 
 
 def outcomes_backfill(*, now: datetime | None = None) -> int:
-    """Fill in the outcome of every prediction whose horizon has passed: did the close of the
-    bar ``horizon`` minutes later (the last bar closed by then, if one is missing) end above
-    the close the prediction was made at? Returns how many were resolved."""
+    """Resolve every prediction whose horizon has passed: did the close of the bar that closes
+    ``horizon`` minutes later end above the close the prediction was made at? Returns how many
+    were resolved.
+
+    A prediction is resolved **void** (``resolved_at`` set, no outcome, left out of every
+    score) when that bar is missing (a gap in the venue's bars: an earlier bar would give a
+    wrong answer) or the close did not move (neither a rise nor a fall: the label of training
+    leaves those out too)."""
     moment = now or timezone.now()
     pending = pd.DataFrame(
         list(
-            Prediction.objects.filter(outcome__isnull=True, as_of__lte=moment).values_list(
+            Prediction.objects.filter(resolved_at__isnull=True, as_of__lte=moment).values_list(
                 "id", "symbol", "as_of", "horizon_bars", "close"
             )
         ),
@@ -673,15 +763,20 @@ def outcomes_backfill(*, now: datetime | None = None) -> int:
         targets = np.array([t.timestamp() for t in group["target"]])
         ready = targets <= newest.timestamp()
         position = np.searchsorted(times, targets, side="right") - 1
+        # The bar found must be the one closing at the target, not an earlier one.
+        found = (position >= 0) & (times[np.maximum(position, 0)] > targets - BAR_SECONDS)
         start = np.array([float(c) for c in group["close"]])
-        for row_id, ok, at_index, entry in zip(group["id"], ready, position, start, strict=True):
-            if not ok or at_index < 0:
+        for row_id, ok, exact, at_index, entry in zip(
+            group["id"], ready, found, position, start, strict=True
+        ):
+            if not ok:
                 continue
-            realised = math.log(closes[at_index] / entry)
+            realised = math.log(closes[at_index] / entry) if exact else None
+            void = realised is None or realised == 0
             updates.append(
                 Prediction(
                     pk=int(row_id),
-                    outcome=1.0 if realised > 0 else 0.0,
+                    outcome=None if void else (1.0 if realised and realised > 0 else 0.0),
                     outcome_return=realised,
                     resolved_at=moment,
                 )
@@ -766,7 +861,7 @@ def insights_compute(version: ModelVersion, *, now: datetime) -> dict[str, Any]:
     latencies = np.array(
         list(
             Prediction.objects.filter(model_version=version)
-            .order_by("-as_of")
+            .order_by("-id")
             .values_list("latency_ms", flat=True)[:500]
         ),
         dtype=float,
@@ -804,7 +899,9 @@ def insights_compute(version: ModelVersion, *, now: datetime) -> dict[str, Any]:
         "drift_rows": len(live_rows),
         "recent": [prediction_as_dict(row) for row in recent],
         "predictions": Prediction.objects.filter(model_version=version).count(),
-        "pending": Prediction.objects.filter(model_version=version, outcome__isnull=True).count(),
+        "pending": Prediction.objects.filter(
+            model_version=version, resolved_at__isnull=True
+        ).count(),
         "latency_ms": {
             "p50": float(np.percentile(latencies, 50)) if len(latencies) else None,
             "p95": float(np.percentile(latencies, 95)) if len(latencies) else None,

@@ -44,12 +44,14 @@ def single_threaded() -> Iterator[None]:
 
 
 def labels(close: pd.Series, *, horizon: int) -> pd.Series:
-    """1.0 when the close ``horizon`` bars later is higher, 0.0 when not; NaN at the end."""
+    """1.0 when the close ``horizon`` bars later is higher, 0.0 when lower; NaN at the end and
+    where the close did not move."""
     if horizon < 1:
         raise TrainingInvalid(f"horizon must be >= 1 bar, got {horizon}")
     ratio = (close.shift(-horizon) / close).to_numpy(dtype=float)
     ahead = pd.Series(np.log(ratio), index=close.index)
-    return (ahead > 0).astype(float).where(ahead.notna())
+    # A close that did not move is neither: left out (NaN), as the live outcomes leave it out.
+    return (ahead > 0).astype(float).where(ahead.notna() & (ahead != 0))
 
 
 def pipeline(algorithm: str, *, seed: int = 0) -> Pipeline:

@@ -48,6 +48,7 @@ from routing.orders import order_create, order_send
 from routing.protection import entries_cancel, stops_maintain, stops_refresh
 from routing.reconcile import symbol_halted
 from routing.signal_services import signals_generate
+from routing.signals import SOURCE_NAMES
 from routing.venues import Venue
 
 logger = logging.getLogger(__name__)
@@ -175,6 +176,12 @@ def step_signals(ctx: TickContext) -> list[Signal]:
     ]
     waiting = Signal.objects.filter(status=Signal.Status.NEW, created_at__lte=at).exclude(
         pk__in=[signal.pk for signal in generated]
+    )
+    # A built-in source's signal is for the tick that made it: one left NEW by a tick that
+    # failed after making it is stale (its source decides again on the next bar), and sizing
+    # it beside the new one would double the source's position.
+    waiting.filter(source__in=SOURCE_NAMES).update(
+        status=Signal.Status.EXPIRED, risk_reason="left by a tick that did not finish"
     )
     waiting.filter(created_at__lt=at - EXTERNAL_SIGNAL_TTL).update(
         status=Signal.Status.EXPIRED, risk_reason="not acted on within its time to live"

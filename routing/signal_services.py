@@ -148,37 +148,50 @@ def signals_generate(*, symbol: str, at: datetime, bars_limit: int = 500) -> lis
 
 def _ml_signal(*, row: SignalSource, symbol: str, at: datetime) -> Signal | None:
     """The ML source's signal: from the active model's fresh prediction not used yet
-    (``mlinsights``), recorded with the prediction it was made from."""
+    (``mlinsights``), recorded with the prediction it was made from. Any failure here is
+    logged and costs only the ML signal: the classical sources still decide this tick."""
     try:
         params = source_params(ML_SOURCE, row.params)
     except ValueError as error:
         logger.error("signal source %s skipped for %s: %s", ML_SOURCE, symbol, error)
         return None
-    view = ml_prediction_for_signal(
-        symbol=symbol, at=at, max_age_seconds=int(params["max_age_seconds"])
-    )
-    if view.prediction is None:
-        logger.debug("signal source %s on %s: %s", ML_SOURCE, symbol, view.reason)
+    try:
+        with transaction.atomic():
+            view = ml_prediction_for_signal(
+                symbol=symbol, at=at, max_age_seconds=int(params["max_age_seconds"])
+            )
+            if view.prediction is None:
+                logger.debug("signal source %s on %s: %s", ML_SOURCE, symbol, view.reason)
+                return None
+            output = ml_output(view.prediction.probability, params)
+            logger.info(
+                "signal source %s on %s at %s: %s; %s",
+                ML_SOURCE,
+                symbol,
+                at,
+                view.reason,
+                output.reason,
+            )
+            if output.direction is None:
+                return None
+            strength = quantize(output.strength * row.weight)
+            if strength == 0:
+                return None
+            return Signal.objects.create(
+                created_at=at,
+                source=ML_SOURCE,
+                symbol=symbol,
+                side=output.direction.value,
+                strength=strength,
+                status=Signal.Status.NEW,
+                decision_price=view.prediction.close,
+                prediction=view.prediction,
+            )
+    except Exception:  # the ML source must never take the tick (and the others) down with it
+        logger.exception(
+            "signal source %s failed on %s; the other sources carry on", ML_SOURCE, symbol
+        )
         return None
-    output = ml_output(view.prediction.probability, params)
-    logger.info(
-        "signal source %s on %s at %s: %s; %s", ML_SOURCE, symbol, at, view.reason, output.reason
-    )
-    if output.direction is None:
-        return None
-    strength = quantize(output.strength * row.weight)
-    if strength == 0:
-        return None
-    return Signal.objects.create(
-        created_at=at,
-        source=ML_SOURCE,
-        symbol=symbol,
-        side=output.direction.value,
-        strength=strength,
-        status=Signal.Status.NEW,
-        decision_price=view.prediction.close,
-        prediction=view.prediction,
-    )
 
 
 def _side(side: Side | str) -> Side:

@@ -82,9 +82,9 @@ class Migration(migrations.Migration):
                 (
                     "promotion_min_samples",
                     models.PositiveIntegerField(
-                        default=200,
-                        help_text="Resolved predictions both models share before a promotion can be decided.",
-                        validators=[django.core.validators.MinValueValidator(20)],
+                        default=100,
+                        help_text="Independent resolved outcomes (one per horizon and symbol) both models share before a promotion can be decided.",
+                        validators=[django.core.validators.MinValueValidator(10)],
                     ),
                 ),
                 (
@@ -277,9 +277,9 @@ class Migration(migrations.Migration):
                 (
                     "promotion_min_samples",
                     models.PositiveIntegerField(
-                        default=200,
-                        help_text="Resolved predictions both models share before a promotion can be decided.",
-                        validators=[django.core.validators.MinValueValidator(20)],
+                        default=100,
+                        help_text="Independent resolved outcomes (one per horizon and symbol) both models share before a promotion can be decided.",
+                        validators=[django.core.validators.MinValueValidator(10)],
                     ),
                 ),
                 (
@@ -311,7 +311,7 @@ class Migration(migrations.Migration):
                         name="mlconfig_margin",
                     ),
                     models.CheckConstraint(
-                        condition=models.Q(("promotion_min_samples__gte", 20)),
+                        condition=models.Q(("promotion_min_samples__gte", 10)),
                         name="mlconfig_min_samples",
                     ),
                 ],

@@ -450,7 +450,7 @@ class TestNumbers:
         promotion = shown["promotion"]
         assert promotion["passes"] is False
         assert promotion["incumbent"] == "base rate"
-        assert "fewer than the 200 required" in promotion["reason"]
+        assert "fewer than the 100 required" in promotion["reason"]
         assert promotion["display"]["samples"] == "60"
         assert promotion["display"]["brier"] == f"{promotion['brier']:.4f}"
         assert promotion["display"]["brier_incumbent"] == f"{promotion['brier_incumbent']:.4f}"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
@@ -26,7 +27,12 @@ from doctor.models import Incident
 from mlinsights import insights
 from mlinsights.features import features as feature_rows
 from mlinsights.models import InsightCache, MLConfig, ModelVersion, Prediction
-from mlinsights.registry import ArtifactInvalid, artifact_cache_clear, artifact_load
+from mlinsights.registry import (
+    ArtifactInvalid,
+    artifact_cache_clear,
+    artifact_load,
+    artifact_save,
+)
 from mlinsights.services import (
     ModelStateInvalid,
     insights_refresh,
@@ -41,7 +47,7 @@ from mlinsights.services import (
     scoring_request,
     stale_count,
 )
-from mlinsights.training import TrainingInvalid
+from mlinsights.training import TrainingInvalid, pipeline
 from routing.models import MarketBar, Signal, SignalSource
 from routing.signal_services import signal_sources_sync, signals_generate
 from tests.conftest import Process, wait_for
@@ -51,9 +57,10 @@ BARS = 3_000
 HORIZON = 5
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def model_dir(tmp_path: Path, settings: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A MODEL_DIR of this test's own, for this process and any worker it starts."""
+    """A MODEL_DIR of this test's own (every test here), for this process and any worker it
+    starts."""
     directory = tmp_path / "models"
     settings.MODEL_DIR = directory
     monkeypatch.setenv("MODEL_DIR", str(directory))
@@ -82,7 +89,13 @@ def train(frame: Any, **options: Any) -> ModelVersion:
 
 
 def version_row(number: int, state: str = ModelVersion.State.SHADOW) -> ModelVersion:
-    """A registry row without an artifact (for the promotion rule, which reads predictions)."""
+    """A registry row for the promotion rule (which reads predictions), with a small real
+    artifact (promotion loads it) taking the one feature it lists."""
+    rng = np.random.default_rng(number)
+    model = pipeline("logistic_regression")
+    model.fit(pd.DataFrame({"ret_1": rng.normal(size=50)}), rng.integers(0, 2, 50))
+    name = f"test-v{number}.joblib"
+    sha256 = artifact_save(model, name=name)
     return ModelVersion.objects.create(
         version=number,
         algorithm="logistic_regression",
@@ -93,22 +106,29 @@ def version_row(number: int, state: str = ModelVersion.State.SHADOW) -> ModelVer
         train_end=datetime(2026, 1, 2, tzinfo=UTC),
         rows=1000,
         metrics={"auc": 0.5, "brier": 0.25, "hit_rate": 0.5, "samples": 10},
-        artifact=f"none-{number}.joblib",
-        artifact_sha256="0" * 64,
+        artifact=name,
+        artifact_sha256=sha256,
         state=state,
         created_at=datetime(2026, 1, 2, tzinfo=UTC),
     )
 
 
-def predictions(version: ModelVersion, outcomes: np.ndarray, probabilities: np.ndarray) -> None:
-    """Resolved predictions of ``version`` on consecutive bars (same bars for every version)."""
+def predictions(
+    version: ModelVersion,
+    outcomes: np.ndarray,
+    probabilities: np.ndarray,
+    *,
+    every_minutes: int = HORIZON,
+) -> None:
+    """Resolved predictions of ``version``, one per horizon by default (so their outcomes do
+    not overlap), on the same bars for every version."""
     start = datetime(2026, 2, 1, tzinfo=UTC)
     Prediction.objects.bulk_create(
         [
             Prediction(
                 model_version=version,
                 symbol="BTCUSDT",
-                as_of=start + timedelta(minutes=i),
+                as_of=start + timedelta(minutes=i * every_minutes),
                 horizon_bars=HORIZON,
                 probability=float(p),
                 close=Decimal(100),
@@ -204,6 +224,8 @@ class TestTrainModel:
             (["--horizon=0", "--days=1"], "--horizon must be at least 1"),
             (["--start=yesterday"], "not an ISO date"),
             (["--start=2026-01-01", "--days=3"], "not both"),
+            (["--seed=-1", "--days=1"], "--seed must be 0 or more"),
+            (["--days=100000"], "--days must be at most 3650"),
             (["--days=1"], "no bars of BTCUSDT"),
         ],
     )
@@ -412,6 +434,33 @@ class TestPromotion:
         assert not check.passes
         assert check.samples == 50
 
+    def test_overlapping_outcomes_count_once_per_horizon(self, db: None) -> None:
+        # given 400 skilled predictions a minute apart over a 5-bar horizon: 80 independent
+        outcomes = np.random.default_rng(5).integers(0, 2, 400).astype(float)
+        skilled = version_row(1)
+        predictions(skilled, outcomes, np.where(outcomes == 1, 0.7, 0.3), every_minutes=1)
+
+        check = promotion_check(skilled)
+
+        assert (check.samples, check.independent) == (400, 80)
+        assert not check.passes  # 80 < the default 100
+        assert "80 independent outcomes" in check.reason
+
+    def test_models_with_different_horizons_are_never_compared(
+        self, db: None, outcomes: np.ndarray
+    ) -> None:
+        active = version_row(1, ModelVersion.State.ACTIVE)
+        other = version_row(2)
+        other.horizon_bars = 1
+        other.save()
+        predictions(active, outcomes, np.full(len(outcomes), 0.5))
+        predictions(other, outcomes, np.where(outcomes == 1, 0.9, 0.1))
+
+        check = promotion_check(other)
+
+        assert not check.passes
+        assert "different questions" in check.reason
+
     def test_with_no_active_model_it_must_beat_the_base_rate(
         self, db: None, outcomes: np.ndarray
     ) -> None:
@@ -450,6 +499,21 @@ class TestPromotion:
         model_promote(skilled, actor="olive")
         skilled.refresh_from_db()
         assert skilled.state == ModelVersion.State.ACTIVE
+
+    def test_a_model_whose_artifact_cannot_load_is_never_promoted(
+        self, db: None, model_dir: Path, outcomes: np.ndarray
+    ) -> None:
+        skilled = version_row(1)
+        predictions(skilled, outcomes, np.where(outcomes == 1, 0.7, 0.3))
+        assert promotion_check(skilled).passes
+        artifact_cache_clear()
+        (model_dir / skilled.artifact).write_bytes(b"corrupted")
+
+        with pytest.raises(ModelStateInvalid, match="artifact cannot be used"):
+            model_promote(skilled, actor="olive")
+        assert promotions_review() == []
+        skilled.refresh_from_db()
+        assert skilled.state == ModelVersion.State.SHADOW
 
     def test_retire_needs_a_reason_and_stops_an_active_model(self, db: None) -> None:
         active = version_row(1, ModelVersion.State.ACTIVE)
@@ -559,6 +623,43 @@ class TestOutcomes:
         assert outcomes_backfill(now=close_time(frame, 39)) == 1
         assert outcomes_backfill(now=close_time(frame, 39)) == 0
 
+    def test_no_move_or_a_missing_bar_resolves_the_prediction_void(self, db: None) -> None:
+        frame = market(planted=False, seed=2, n=20)
+        still = frame.index[7:9]  # the close comes back to bar 2's: no move over 5 bars
+        frame.loc[still, "close"] = float(frame["close"].iloc[2])
+        frame.loc[still, "high"] = frame.loc[still, ["high", "close"]].max(axis=1)
+        frame.loc[still, "low"] = frame.loc[still, ["low", "close"]].min(axis=1)
+        bars_store(frame.drop(frame.index[15]))  # and a gap where one target bar should be
+        version = version_row(1)
+
+        def predicted(i: int) -> Prediction:
+            return Prediction.objects.create(
+                model_version=version,
+                symbol="BTCUSDT",
+                as_of=close_time(frame, i),
+                horizon_bars=HORIZON,
+                probability=0.5,
+                close=MarketBar.objects.get(close_time=close_time(frame, i)).close,
+                features={},
+                requested_at=close_time(frame, i),
+                scored_at=close_time(frame, i),
+                latency_ms=1,
+            )
+
+        flat, gap, moved = predicted(2), predicted(10), predicted(11)
+
+        assert outcomes_backfill(now=close_time(frame, 19)) == 3
+
+        for void in (flat, gap):
+            void.refresh_from_db()
+            assert void.resolved_at is not None
+            assert void.outcome is None
+        moved.refresh_from_db()
+        assert moved.outcome in (0.0, 1.0)
+        # void predictions are resolved once and never scored
+        assert outcomes_backfill(now=close_time(frame, 19)) == 0
+        assert Prediction.objects.filter(outcome__isnull=False).count() == 1
+
 
 class TestMLSignal:
     def _active_prediction(self, frame: Any, *, i: int, probability: float) -> Prediction:
@@ -632,6 +733,44 @@ class TestMLSignal:
         assert stale_count("BTCUSDT") == before + 1
         signals_generate(symbol="BTCUSDT", at=at)
         assert not Signal.objects.filter(source="ml").exists()
+
+    def test_a_used_prediction_is_not_counted_stale_when_it_ages(self, db: None) -> None:
+        signal_sources_sync()
+        frame = market(planted=False, seed=4, n=20)
+        bars_store(frame)
+        self._active_prediction(frame, i=19, probability=0.8)
+        at = close_time(frame, 19) + timedelta(seconds=5)
+        assert len(signals_generate(symbol="BTCUSDT", at=at)) >= 1
+
+        later = ml_prediction_for_signal(
+            symbol="BTCUSDT", at=at + timedelta(minutes=10), max_age_seconds=90
+        )
+
+        assert later.prediction is None
+        assert "already made its signal" in later.reason
+        assert stale_count("BTCUSDT") == 0
+
+    def test_an_ml_failure_costs_only_the_ml_signal(
+        self, db: None, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # given the ML lookup failing unexpectedly (injected: a real database fault cannot be
+        # provoked in one query here), and a classical source with a view
+        signal_sources_sync()
+        SignalSource.objects.filter(name="mean_reversion").update(params={"window": 20})
+        frame = market(planted=False, seed=4, n=40)
+        last = frame.index[-1]  # the last close jumps 5 %: far outside the 20-bar band
+        frame.loc[last, "close"] = float(frame["close"].iloc[-1]) * 1.05
+        frame.loc[last, "high"] = frame.loc[last, "close"]
+        bars_store(frame)
+
+        def broken(**kwargs: Any) -> None:
+            raise RuntimeError("the ML tables are unreachable")
+
+        monkeypatch.setattr("routing.signal_services.ml_prediction_for_signal", broken)
+
+        made = signals_generate(symbol="BTCUSDT", at=close_time(frame, 39))
+
+        assert [signal.source for signal in made] == ["mean_reversion"]
 
     def test_a_prediction_inside_the_min_edge_makes_no_signal(self, db: None) -> None:
         signal_sources_sync()

@@ -69,3 +69,38 @@ def test_a_tick_that_finds_the_lock_taken_is_skipped() -> None:
         assert held.acquired
         assert executor_run_once(now=T0) is None
     assert not Order.objects.exists()
+
+
+def test_a_built_in_signal_left_by_a_failed_tick_is_expired_not_traded() -> None:
+    from decimal import Decimal
+
+    from routing.models import Signal
+
+    executor_run_once(now=T0)
+    # a momentum signal a tick made and then failed before sizing (left NEW)
+    leftover = Signal.objects.create(
+        created_at=T0 + timedelta(seconds=20),
+        source="momentum",
+        symbol="BTCUSDT",
+        side="BUY",
+        strength=Decimal("1"),
+        status=Signal.Status.NEW,
+        decision_price=Decimal("60000"),
+    )
+    external = Signal.objects.create(
+        created_at=T0 + timedelta(seconds=20),
+        source="desk.alice",
+        symbol="BTCUSDT",
+        side="BUY",
+        strength=Decimal("0.1"),
+        status=Signal.Status.NEW,
+    )
+
+    assert executor_run_once(now=T0 + timedelta(seconds=40)) is not None
+
+    leftover.refresh_from_db()
+    external.refresh_from_db()
+    assert leftover.status == Signal.Status.EXPIRED
+    assert leftover.risk_reason == "left by a tick that did not finish"
+    assert not Order.objects.filter(signal=leftover).exists()
+    assert external.status != Signal.Status.NEW  # the external one was decided on

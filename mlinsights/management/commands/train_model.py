@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,8 @@ from mlinsights.tasks import TRAIN_LOCK, TRAIN_LOCK_SECONDS
 from mlinsights.training import ALGORITHMS, TrainingInvalid
 from tradingsite.locks import single_flight
 
+MAX_DAYS = 3650
+
 
 def _moment(value: str) -> datetime:
     try:
@@ -25,12 +28,15 @@ def _moment(value: str) -> datetime:
 
 
 class _Progress:
-    """One tqdm bar per stage (bars loaded, validation folds, final fit)."""
+    """One tqdm bar per stage (bars loaded, validation folds, final fit); each step also
+    renews the training lock, so a long training keeps it."""
 
     def __init__(self) -> None:
         self._bars: dict[str, tqdm[Any]] = {}
+        self.renew: Callable[[], None] = lambda: None
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        self.renew()
         bar = self._bars.get(stage)
         if bar is None:
             bar = self._bars[stage] = tqdm(total=total, desc=stage, unit="step")
@@ -81,6 +87,10 @@ class Command(BaseCommand):
             if days < 1:
                 raise CommandError(f"--days must be at least 1, got {days}")
             start = end - timedelta(days=days)
+        if options["seed"] < 0:
+            raise CommandError(f"--seed must be 0 or more, got {options['seed']}")
+        if options["days"] is not None and options["days"] > MAX_DAYS:
+            raise CommandError(f"--days must be at most {MAX_DAYS}, got {options['days']}")
         for name in ("horizon", "folds"):
             if options[name] is not None and options[name] < 1:
                 raise CommandError(f"--{name} must be at least 1, got {options[name]}")
@@ -88,6 +98,7 @@ class Command(BaseCommand):
         with single_flight(TRAIN_LOCK, ttl_seconds=TRAIN_LOCK_SECONDS) as run:
             if not run.acquired:
                 raise CommandError("a training is already running: try again when it is done")
+            progress.renew = run.renew
             try:
                 version = model_train(
                     symbols=symbols,

@@ -55,7 +55,7 @@
     const groups = [
       ["rose", (row) => row.outcome === 1, "#2e7d32"],
       ["fell", (row) => row.outcome === 0, "#c62828"],
-      ["pending", (row) => row.outcome === null || row.outcome === undefined, "#9aa4b1"],
+      ["pending", (row) => (row.outcome === null || row.outcome === undefined) && !row.void, "#9aa4b1"],
     ];
     c.setOption({
       animation: false,
