@@ -56,6 +56,10 @@ ROLLING_WINDOW = 100  # predictions per rolling hit rate / Brier point
 CURVE_POINTS = 300  # at most this many points per chart series
 DRIFT_HOURS = 24  # live features of this many hours against the training distribution
 RECENT_PREDICTIONS = 50
+# Predictions older than this are deleted, except those a signal was made from (kept with
+# the signal's record); the insights read the latest INSIGHT_ROWS only.
+PREDICTION_RETENTION = timedelta(days=30)
+PRUNE_BATCH = 10_000
 # Shadow models scored at once: a newer one retires the oldest beyond this (a daily retrain
 # would otherwise add one more model to score every minute, every day).
 MAX_SHADOWS = 3
@@ -931,12 +935,31 @@ def insights_refresh(*, now: datetime | None = None) -> list[InsightCache]:
     return caches
 
 
+def predictions_prune(*, now: datetime | None = None) -> int:
+    """Delete predictions older than ``PREDICTION_RETENTION`` that no signal was made from, a
+    batch at a time; return how many were deleted."""
+    cutoff = (now or timezone.now()) - PREDICTION_RETENTION
+    old = Prediction.objects.filter(as_of__lt=cutoff, signals__isnull=True)
+    ids = list(old.order_by("as_of").values_list("pk", flat=True)[:PRUNE_BATCH])
+    if not ids:
+        return 0
+    deleted, _ = Prediction.objects.filter(pk__in=ids).delete()
+    return deleted
+
+
 def ml_cycle(*, now: datetime | None = None) -> dict[str, int]:
-    """The periodic ML upkeep: outcomes, automatic promotion, insights (in that order)."""
+    """The periodic ML upkeep: outcomes, automatic promotion, insights, then old predictions
+    pruned (in that order)."""
     resolved = outcomes_backfill(now=now)
     promoted = promotions_review(now=now)
     caches = insights_refresh(now=now)
-    return {"resolved": resolved, "promoted": len(promoted), "insights": len(caches)}
+    pruned = predictions_prune(now=now)
+    return {
+        "resolved": resolved,
+        "promoted": len(promoted),
+        "insights": len(caches),
+        "pruned": pruned,
+    }
 
 
 def version_by_number(number: int) -> ModelVersion:

@@ -41,6 +41,7 @@ from mlinsights.services import (
     model_retire,
     model_train,
     outcomes_backfill,
+    predictions_prune,
     predictions_score,
     promotion_check,
     promotions_review,
@@ -659,6 +660,43 @@ class TestOutcomes:
         # void predictions are resolved once and never scored
         assert outcomes_backfill(now=close_time(frame, 19)) == 0
         assert Prediction.objects.filter(outcome__isnull=False).count() == 1
+
+    def test_old_predictions_are_pruned_unless_a_signal_was_made_from_them(self, db: None) -> None:
+        version = version_row(1)
+        now = datetime(2026, 6, 1, tzinfo=UTC)
+
+        def predicted(age: timedelta) -> Prediction:
+            return Prediction.objects.create(
+                model_version=version,
+                symbol="BTCUSDT",
+                as_of=now - age,
+                horizon_bars=HORIZON,
+                probability=0.6,
+                close=Decimal(100),
+                features={},
+                requested_at=now - age,
+                scored_at=now - age,
+                latency_ms=1,
+            )
+
+        old, traded, recent = (
+            predicted(timedelta(days=31)),
+            predicted(timedelta(days=40)),
+            (predicted(timedelta(days=29))),
+        )
+        Signal.objects.create(
+            created_at=traded.as_of,
+            source="ml",
+            symbol="BTCUSDT",
+            side="BUY",
+            strength=Decimal("0.2"),
+            prediction=traded,
+        )
+
+        assert predictions_prune(now=now) == 1
+
+        assert set(Prediction.objects.values_list("pk", flat=True)) == {traded.pk, recent.pk}
+        assert not Prediction.objects.filter(pk=old.pk).exists()
 
 
 class TestMLSignal:
