@@ -50,7 +50,7 @@ STATE_LABELS: Final[Mapping[str, str]] = {
 # (key, label, kind) of the headline figures, in the order the page shows them.
 LIVE_KPIS: Final = (
     ("brier", "Brier score", "brier"),
-    ("brier_skill", "Brier skill vs base rate", "brier_skill"),
+    ("brier_skill", "Brier skill vs the live base rate (hindsight)", "brier_skill"),
     ("hit_rate", "hit rate", "hit_rate"),
     ("auc", "AUC", "auc"),
     ("base_rate", "base rate (rises)", "base_rate"),
