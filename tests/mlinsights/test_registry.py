@@ -871,3 +871,30 @@ class TestExecutorScoringStep:
         assert next_bar is not None
         assert (with_model["scoring_queued"], same_bar["scoring_queued"]) == (2, 0)
         assert next_bar["scoring_queued"] == 2
+
+
+class TestScheduledRetrain:
+    def test_the_daily_retrain_registers_a_shadow_model_and_never_runs_twice_at_once(
+        self, db: None, settings: Any
+    ) -> None:
+        from mlinsights.tasks import TRAIN_LOCK, model_retrain_task
+        from tradingsite.locks import single_flight
+
+        settings.SYMBOLS = ["BTCUSDT"]
+        recent = datetime.now(UTC) - timedelta(minutes=BARS + 5)  # bars of the last ~2 days
+        frame = market(planted=True, seed=11, n=BARS, start=f"{recent:%Y-%m-%d %H:%M}")
+        bars_store(frame)
+        MLConfig.objects.update_or_create(pk=1, defaults={"training_days": 3, "folds": 2})
+
+        # while another training holds the lock, the scheduled one is skipped
+        with single_flight(TRAIN_LOCK, ttl_seconds=60) as held:
+            assert held.acquired
+            model_retrain_task()
+        assert not ModelVersion.objects.exists()
+
+        model_retrain_task()  # the task body, run here (the worker runs the same code)
+
+        version = ModelVersion.objects.get()
+        assert version.state == ModelVersion.State.SHADOW
+        assert version.symbols == ["BTCUSDT"]
+        assert version.rows > 1000
