@@ -960,10 +960,3 @@ def ml_cycle(*, now: datetime | None = None) -> dict[str, int]:
         "insights": len(caches),
         "pruned": pruned,
     }
-
-
-def version_by_number(number: int) -> ModelVersion:
-    try:
-        return ModelVersion.objects.get(version=number)
-    except ModelVersion.DoesNotExist:
-        raise ModelStateInvalid(f"there is no model v{number}") from None
