@@ -10,9 +10,9 @@ from simple_history.admin import SimpleHistoryAdmin
 
 from mlinsights.models import InsightCache, MLConfig, ModelVersion, Prediction
 from mlinsights.services import model_promote, model_retire, promotion_check
-from routing.health import NO_VALUE
 from tradingsite.accounts import is_operator
 from tradingsite.admin_actions import OperatorAdminMixin, ReadOnlyAdmin, confirmed_action
+from tradingsite.display import NO_VALUE
 
 
 def _actor(request: HttpRequest) -> str:

@@ -21,7 +21,7 @@ from django.db.models import Case, Count, IntegerField, QuerySet, Value, When
 
 from mlinsights.models import InsightCache, ModelVersion, Prediction
 from mlinsights.services import DRIFT_HOURS, RECENT_PREDICTIONS, prediction_as_dict
-from routing.health import NO_VALUE
+from tradingsite.display import number_text
 
 MODELS_SHOWN: Final = 100  # registry rows in the version selector (active and shadow first)
 TRAIN_HINT: Final = (
@@ -40,7 +40,7 @@ FORMATS: Final[Mapping[str, str]] = {
     "psi": "fixed3",
     "importance": "fixed4",
     "count": "count",
-    "ms": "ms",
+    "ms": "ms_tenths",
 }
 STATE_LABELS: Final[Mapping[str, str]] = {
     ModelVersion.State.ACTIVE: "active: trading",
@@ -72,29 +72,7 @@ _VERSION = re.compile(r"^v?(\d{1,9})$", re.IGNORECASE)
 
 def number_display(kind: str, value: float | None) -> str:
     """How ``value`` of ``kind`` (a key of ``FORMATS``) is shown; ``NO_VALUE`` without one."""
-    if value is None or isinstance(value, bool) or not math.isfinite(value):
-        return NO_VALUE
-    style = FORMATS.get(kind, kind)
-    if style == "percent":
-        text = f"{value * 100:.1f}%"
-    elif style == "signed_percent":
-        text = f"{value * 100:+.1f}%"
-    elif style == "fixed4":
-        text = f"{value:.4f}"
-    elif style == "fixed3":
-        text = f"{value:.3f}"
-    elif style == "count":
-        text = f"{round(value):,}"
-    elif style == "ms":
-        text = f"{value:,.1f}"
-    else:
-        raise ValueError(f"no display format {kind!r}")
-    # A value that rounds to zero is shown as zero ("0.0%", never "-0.0%" or "+-0.0%").
-    if not any(digit in "123456789" for digit in text):
-        text = text.lstrip("+-")
-        if style == "signed_percent":
-            text = f"+{text}"
-    return text
+    return number_text(FORMATS.get(kind, kind), value)
 
 
 def version_parse(text: str) -> int | None:

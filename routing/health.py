@@ -48,6 +48,7 @@ from routing.models import (
     SignalPosition,
 )
 from tradingsite.decimals import quantize
+from tradingsite.display import number_text
 from tradingsite.live import live_push
 from tradingsite.locks import single_flight
 from tradingsite.redisconn import redis_client, redis_key
@@ -129,30 +130,9 @@ EXECUTION_COLUMNS = (
 )
 
 
-NO_VALUE = "\N{EN DASH}"
-
-
 def metric_display(name: str, value: float | None) -> str:
     """How ``value`` of metric ``name`` is shown (``NO_VALUE`` when it has none)."""
-    if value is None or not math.isfinite(value):
-        return NO_VALUE
-    kind = METRIC_FORMATS.get(name, "ratio")
-    if kind == "money":
-        text = f"{value:,.2f}"
-    elif kind == "count":
-        text = f"{round(value):,}"
-    elif kind == "percent":
-        text = f"{value * 100:.1f}%"
-    elif kind == "percent2":
-        text = f"{value * 100:.2f}%"
-    elif kind == "ms":
-        text = f"{value:.0f}"
-    else:  # ratio, bps
-        text = f"{value:.2f}"
-    # A value that rounds to zero is shown as zero, not "-0.00".
-    if text.startswith("-") and not any(digit in "123456789" for digit in text):
-        text = text[1:]
-    return text
+    return number_text(METRIC_FORMATS.get(name, "ratio"), value)
 
 
 def attribution_as_dict(row: FillAttribution) -> dict[str, Any]:

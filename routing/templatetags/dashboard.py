@@ -8,7 +8,8 @@ from typing import Any
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from routing.health import METRIC_FORMATS, NO_VALUE
+from routing.health import METRIC_FORMATS
+from tradingsite.display import NO_VALUE
 
 register = template.Library()
 

@@ -35,8 +35,8 @@ from mlinsights.dashboard import (
 )
 from mlinsights.models import InsightCache, ModelVersion, Prediction
 from mlinsights.services import insights_refresh, ml_prediction_for_signal, stale_count
-from routing.health import NO_VALUE
 from tests.risk.test_dashboard import Page
+from tradingsite.display import NO_VALUE
 
 pytestmark = pytest.mark.django_db
 
