@@ -25,8 +25,9 @@ from tradingsite.display import number_text
 
 MODELS_SHOWN: Final = 100  # registry rows in the version selector (active and shadow first)
 TRAIN_HINT: Final = (
-    "Train one with: python manage.py train_model --days 30 (import bars first with "
-    "python manage.py import_klines). It starts in shadow: scored live, not traded."
+    "Train one with: python manage.py train_model --days 2 (it learns from the stored "
+    "1-minute bars: the paper venue starts with a day of them, import_klines adds history). "
+    "It starts in shadow: scored live, not traded."
 )
 
 # How each kind of number is shown. One formatter for the page, its live updates and the API.
