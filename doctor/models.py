@@ -60,3 +60,82 @@ class Incident(models.Model):
     def __str__(self) -> str:
         state = "open" if self.resolved_at is None else "resolved"
         return f"[{self.severity}] {self.component}/{self.code} ({state})"
+
+
+class DoctorSnapshot(models.Model):
+    """The result of one doctor run: every check and the overall confidence, as taken then."""
+
+    class Status(models.TextChoices):
+        OK = "ok", "ok"
+        WARN = "warn", "warn"
+        FAIL = "fail", "fail"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "schedule"
+        COMMAND = "command", "command"
+        API = "api", "api"
+        ADMIN = "admin", "admin"
+
+    taken_at = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices)
+    confidence = models.FloatField(help_text="Overall doctor confidence in [0, 1].")
+    checks = models.JSONField(
+        default=list,
+        help_text="One object per check: name, status, detail, latency_ms, confidence.",
+    )
+    duration_ms = models.FloatField(default=0)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.SCHEDULE)
+
+    class Meta:
+        ordering = ["-taken_at", "-id"]
+        get_latest_by = ["taken_at", "id"]
+        indexes = [models.Index(fields=["-taken_at"], name="doctor_snapshot_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence__gte=0) & Q(confidence__lte=1),
+                name="doctor_snapshot_confidence_unit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"doctor {self.status} {self.confidence:.2f} at {self.taken_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Alert(models.Model):
+    """One message about an incident (its opening or its recovery) to one channel."""
+
+    class Event(models.TextChoices):
+        OPENED = "opened", "opened"
+        RECOVERED = "recovered", "recovered"
+
+    class Channel(models.TextChoices):
+        WEBHOOK = "webhook", "webhook"
+        SLACK = "slack", "Slack"
+        TELEGRAM = "telegram", "Telegram"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="alerts")
+    event = models.CharField(max_length=16, choices=Event.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    text = models.TextField()
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident", "event", "channel"], name="alert_one_per_incident_event_channel"
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="alert_status_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.event} alert for {self.incident_id} ({self.status})"

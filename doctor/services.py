@@ -8,7 +8,9 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from doctor.models import Heartbeat, Incident
+from doctor.alerts import alerts_queue
+from doctor.mirror import incident_mirror
+from doctor.models import Alert, Heartbeat, Incident
 from tradingsite.live import live_push
 
 HEARTBEAT_RETENTION = timedelta(days=3)
@@ -70,7 +72,7 @@ def incident_open(
                     .first()
                 )
                 if current is None:
-                    return Incident.objects.create(
+                    incident = Incident.objects.create(
                         component=component,
                         code=code,
                         severity=severity,
@@ -79,11 +81,14 @@ def incident_open(
                         opened_at=now,
                         last_seen_at=now,
                     )
+                    _incident_changed(incident, Alert.Event.OPENED)
+                    return incident
                 current.occurrences += 1
                 current.last_seen_at = now
                 current.message = message
                 current.context = context or current.context
                 current.save(update_fields=["occurrences", "last_seen_at", "message", "context"])
+                incident_mirror(current)
                 return current
         except IntegrityError:
             continue
@@ -92,6 +97,22 @@ def incident_open(
 
 def incident_resolve(*, component: str, code: str, at: datetime | None = None) -> int:
     """Resolve the open incident for component+code; return how many were resolved (0 or 1)."""
-    return Incident.objects.filter(component=component, code=code, resolved_at__isnull=True).update(
-        resolved_at=at or timezone.now()
-    )
+    with transaction.atomic():
+        current = (
+            Incident.objects.select_for_update()
+            .filter(component=component, code=code, resolved_at__isnull=True)
+            .first()
+        )
+        if current is None:
+            return 0
+        current.resolved_at = max(at or timezone.now(), current.opened_at)
+        current.save(update_fields=["resolved_at"])
+        _incident_changed(current, Alert.Event.RECOVERED)
+    return 1
+
+
+def _incident_changed(incident: Incident, event: Alert.Event) -> None:
+    """Inside the change's transaction: mirror the incident and queue its alerts (one per
+    channel for its opening, one for its recovery; more occurrences alert no one again)."""
+    incident_mirror(incident)
+    alerts_queue(incident, event)

@@ -23,3 +23,11 @@ def heartbeat_task(self: Task[Any, Any], component: str) -> None:
 @shared_task(acks_late=True, ignore_result=True)
 def heartbeats_prune_task() -> int:
     return heartbeats_prune()
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=50, time_limit=60)
+def doctor_snapshot_task() -> None:
+    """The seed's ``cron_doctor_cache``: run every check and cache the snapshot."""
+    from doctor.snapshots import snapshot_take_scheduled
+
+    snapshot_take_scheduled()
