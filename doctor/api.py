@@ -1,10 +1,23 @@
+"""JSON for the Doctor tab, the Router Health overlay and API clients (``/api/v1/doctor/``,
+``/api/v1/heartbeats/latest/``); read-only, login (session or token) required."""
+
 from __future__ import annotations
 
-from django.db.models import QuerySet
-from rest_framework import generics, serializers
+from typing import Any
 
+from django.db.models import QuerySet
+from django.urls import path
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from doctor.dashboard import EMPTY_HINT, doctor_latest, incidents_open
 from doctor.models import Heartbeat
 from doctor.selectors import heartbeats_latest
+from doctor.snapshots import HISTORY_HOURS_DEFAULT, HISTORY_HOURS_MAX, confidence_series
 
 
 class HeartbeatSerializer(serializers.ModelSerializer[Heartbeat]):
@@ -23,3 +36,59 @@ class HeartbeatLatestList(generics.ListAPIView[Heartbeat]):
 
     def get_queryset(self) -> QuerySet[Heartbeat]:
         return heartbeats_latest()
+
+
+class ConfidenceQuerySerializer(serializers.Serializer[Any]):
+    hours = serializers.IntegerField(
+        required=False,
+        default=HISTORY_HOURS_DEFAULT,
+        min_value=1,
+        max_value=HISTORY_HOURS_MAX,
+        help_text="How far back (hours).",
+    )
+
+
+class _ReadOnly(APIView):
+    permission_classes = [permissions.IsAuthenticated]
+
+
+class DoctorLatest(_ReadOnly):
+    """The latest cached doctor snapshot: overall status and confidence, every check (status,
+    detail, latency, confidence) and its age; 404 (saying how to get one) before the first."""
+
+    @extend_schema(operation_id="doctor_latest", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        latest = doctor_latest()
+        if latest is None:
+            return Response({"detail": EMPTY_HINT}, status=status.HTTP_404_NOT_FOUND)
+        return Response(latest)
+
+
+class DoctorConfidence(_ReadOnly):
+    """The doctor confidence time series (oldest first, at most 1500 points)."""
+
+    @extend_schema(
+        operation_id="doctor_confidence",
+        parameters=[ConfidenceQuerySerializer],
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        query = ConfidenceQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        hours = query.validated_data["hours"]
+        return Response({"hours": hours, "points": confidence_series(hours=hours)})
+
+
+class DoctorIncidents(_ReadOnly):
+    """Open incidents, newest first."""
+
+    @extend_schema(operation_id="doctor_incidents_open", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request) -> Response:
+        return Response(incidents_open())
+
+
+urlpatterns = [
+    path("latest/", DoctorLatest.as_view(), name="api-doctor-latest"),
+    path("confidence/", DoctorConfidence.as_view(), name="api-doctor-confidence"),
+    path("incidents/", DoctorIncidents.as_view(), name="api-doctor-incidents"),
+]

@@ -5,6 +5,13 @@ from typing import Any
 
 from celery import Task, shared_task
 
+from doctor.alerts import (
+    ALERT_MAX_ATTEMPTS,
+    ALERT_MAX_DELAYS,
+    DeliveryOutcome,
+    alert_deliver,
+    alert_give_up,
+)
 from doctor.services import heartbeat_record, heartbeats_prune
 
 
@@ -31,3 +38,25 @@ def doctor_snapshot_task() -> None:
     from doctor.snapshots import snapshot_take_scheduled
 
     snapshot_take_scheduled()
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=None,  # bounded below: HTTP attempts on the alert's row, delays here
+    soft_time_limit=45,
+    time_limit=60,
+)
+def alert_send_task(self: Task[Any, Any], alert_id: int) -> str:
+    """Deliver one alert; retried after back-off (or ``Retry-After``, or the rate limit's
+    delay) until it is sent or failed. Safe to run twice: a sent alert is not sent again."""
+    delivery = alert_deliver(alert_id)
+    if delivery.retry_in is None:
+        return delivery.outcome.value
+    if self.request.retries >= ALERT_MAX_ATTEMPTS + ALERT_MAX_DELAYS:
+        alert_give_up(
+            alert_id, error=f"{delivery.error} (not sent after {self.request.retries} retries)"
+        )
+        return DeliveryOutcome.FAILED.value
+    raise self.retry(countdown=delivery.retry_in)

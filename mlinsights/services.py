@@ -40,6 +40,7 @@ from mlinsights.training import (
 from routing.models import MarketBar, SignalSource
 from routing.signals import ML_SOURCE
 from tradingsite.live import live_push
+from tradingsite.mirrors import prediction_mirror
 from tradingsite.redisconn import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
@@ -584,20 +585,24 @@ def predictions_score(
             artifact_failed(version, ArtifactInvalid(f"scoring raised {error!r}"))
             continue
         scored_at = clock()
-        prediction, created = Prediction.objects.get_or_create(
-            model_version=version,
-            symbol=symbol,
-            as_of=as_of,
-            defaults={
-                "horizon_bars": version.horizon_bars,
-                "probability": probability,
-                "close": close,
-                "features": {name: float(row[name].iloc[0]) for name in columns},
-                "requested_at": requested_at,
-                "scored_at": scored_at,
-                "latency_ms": (scored_at - requested_at).total_seconds() * 1000,
-            },
-        )
+        with transaction.atomic():
+            prediction, created = Prediction.objects.get_or_create(
+                model_version=version,
+                symbol=symbol,
+                as_of=as_of,
+                defaults={
+                    "horizon_bars": version.horizon_bars,
+                    "probability": probability,
+                    "close": close,
+                    "features": {name: float(row[name].iloc[0]) for name in columns},
+                    "requested_at": requested_at,
+                    "scored_at": scored_at,
+                    "latency_ms": (scored_at - requested_at).total_seconds() * 1000,
+                },
+            )
+            if created:
+                # The Firestore mirror of this model's newest prediction, with the same commit.
+                prediction_mirror(model_version_id=version.pk, symbol=symbol)
         if created:
             made.append(prediction)
             incident_resolve(component=COMPONENT, code=f"artifact-invalid-v{version.version}")

@@ -23,7 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from doctor.models import Incident
-from doctor.services import incident_open
+from doctor.services import incident_open, incident_resolve
 from risk.autotune import AutotuneConfig, autotune_step
 from risk.limits import limits_as_dict, limits_scaled
 from risk.models import AutotuneEvent, RiskLimit, RiskSnapshot, RiskState
@@ -48,12 +48,11 @@ from risk.state import (
 )
 from tradingsite.decimals import quantize
 from tradingsite.live import live_push
-from tradingsite.outbox import enqueue
+from tradingsite.mirrors import risk_state_mirror
 
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 20
-STATE_DOC_ID = "current"
 
 Change = Callable[[StateValues], tuple[StateValues, list[Transition]]]
 
@@ -160,6 +159,7 @@ def _write_restored(
     _after_change(
         row, reason=RiskSnapshot.Reason.RESTORE, actor=actor, note=f"{note} (from #{snapshot.pk})"
     )
+    _halt_incident_sync(row)
     return row
 
 
@@ -206,15 +206,32 @@ def _state_change(
                 reason = snapshot_reason or (RiskSnapshot.Reason.CHANGE if transitions else None)
                 _after_change(row, reason=reason, actor=actor, note=note or ", ".join(transitions))
                 if Transition.HALTED in transitions:
-                    incident_open(
-                        component="risk",
-                        code="halted",
-                        severity=Incident.Severity.CRITICAL,
-                        message=f"trading halted: {row.halt_reason}",
-                    )
+                    _halt_incident_open(row)
+                if Transition.UNHALTED in transitions:
+                    incident_resolve(component="risk", code="halted")
                 return row, transitions
         # Someone else wrote between our read and our write: read again and re-apply.
     raise RuntimeError("risk state kept changing under this update; giving up")
+
+
+def _halt_incident_open(row: RiskState) -> None:
+    incident_open(
+        component="risk",
+        code="halted",
+        severity=Incident.Severity.CRITICAL,
+        message=f"trading halted: {row.halt_reason}",
+    )
+
+
+def _halt_incident_sync(row: RiskState) -> None:
+    """After a restore: the ``risk/halted`` incident is open exactly while trading is halted
+    (a snapshot can halt or un-halt it), and an incident already open is not counted again."""
+    if not row.halted:
+        incident_resolve(component="risk", code="halted")
+    elif not Incident.objects.filter(
+        component="risk", code="halted", resolved_at__isnull=True
+    ).exists():
+        _halt_incident_open(row)
 
 
 def _after_change(
@@ -230,9 +247,8 @@ def _after_change(
             actor=actor,
             note=note,
         )
-    mirrored = {**payload, "effective_limits": row.effective_limits}
-    enqueue("risk_state", STATE_DOC_ID, mirrored)
-    live_push(event="risk.state", data=mirrored)
+    risk_state_mirror()
+    live_push(event="risk.state", data={**payload, "effective_limits": row.effective_limits})
 
 
 # --- services the executor, the admin, the API and commands call ---------------------------
@@ -355,6 +371,18 @@ def kill_switch_set(*, on: bool, actor: str, reason: str) -> RiskLimit:
             limits._change_reason = f"{actor}: {reason}"  # type: ignore[attr-defined]
             limits.save()
             live_push(event="risk.kill_switch", data={"on": on, "actor": actor, "reason": reason})
+            # An incident, so it alerts (once when switched on, once when off) and the doctor
+            # lists it while it is on.
+            if on:
+                incident_open(
+                    component="risk",
+                    code="kill_switch",
+                    severity=Incident.Severity.WARNING,
+                    message=f"kill switch switched on by {actor}: {reason}",
+                    context={"actor": actor, "reason": reason},
+                )
+            else:
+                incident_resolve(component="risk", code="kill_switch")
         return limits
 
 

@@ -656,8 +656,11 @@ class BinanceTestServer:
         ban_after: int = 3,
         include_open_kline: bool = False,
         order_id_start: int = 4_000_000_001,
+        enable_withdrawals: bool = False,
     ) -> None:
         self.api_key = api_key
+        # What GET /sapi/v1/account/apiRestrictions says of the key (the doctor's withdraw check).
+        self.enable_withdrawals = enable_withdrawals
         self.api_secret = api_secret
         self.host = host
         self.port = port
@@ -1165,6 +1168,7 @@ class BinanceTestServer:
             ("POST", "/fapi/v1/marginType"): r(self._change_margin_type, True, _fixed(1)),
             ("GET", "/fapi/v1/positionSide/dual"): r(self._get_dual, True, _fixed(30)),
             ("POST", "/fapi/v1/positionSide/dual"): r(self._set_dual, True, _fixed(1)),
+            ("GET", "/sapi/v1/account/apiRestrictions"): r(self._api_restrictions, True, _fixed(1)),
         }
 
     # -- parameter helpers --------------------------------------------------------------------
@@ -2178,6 +2182,20 @@ class BinanceTestServer:
                 "updateTime": now,
             }
         ]
+
+    def _api_restrictions(self, _request: _Request, now: int) -> Json:
+        return {
+            "ipRestrict": False,
+            "createTime": now,
+            "enableReading": True,
+            "enableFutures": True,
+            "enableWithdrawals": self.enable_withdrawals,
+            "enableInternalTransfer": False,
+            "permitsUniversalTransfer": False,
+            "enableVanillaOptions": False,
+            "enableMargin": False,
+            "enableSpotAndMarginTrading": False,
+        }
 
     def _account(self, _request: _Request, now: int) -> Json:
         t = self._totals()

@@ -39,7 +39,7 @@ from routing.models import (
 from routing.venues import Venue, VenueTrade
 from tradingsite.decimals import quantize
 from tradingsite.live import live_push
-from tradingsite.outbox import enqueue
+from tradingsite.mirrors import nav_mirror, position_mirror
 
 
 def position_state(row: Position | SignalPosition) -> PositionState:
@@ -181,7 +181,7 @@ def fills_record(*, venue: Venue, symbol: str) -> list[Fill]:
             "realized_pnl": position.realized_pnl,
             "fees": position.fees,
         }
-        enqueue("positions", symbol, payload)
+        position_mirror(symbol=symbol)
         live_push(event="routing.position", data={k: str(v) for k, v in payload.items()})
         for attribution in attributions:
             live_push(event="routing.fill", data=attribution_as_dict(attribution))
@@ -236,9 +236,13 @@ def income_record(*, venue: Venue) -> int:
                     amount=item.amount,
                     at=_moment(item.time_ms),
                 )
-                position, _ = Position.objects.select_for_update().get_or_create(symbol=item.symbol)
+                position, created = Position.objects.select_for_update().get_or_create(
+                    symbol=item.symbol
+                )
                 position.funding += item.amount
                 position.save(update_fields=["funding", "updated_at"])
+                if created:  # funding before any fill: the mirror learns of the position now
+                    position_mirror(symbol=item.symbol)
         booked += 1
     return booked
 
@@ -268,7 +272,7 @@ def nav_record(*, venue: Venue, at: datetime) -> NavPoint:
             unrealized_pnl=quantize(unrealized),
             cash_flow=cash_flow,
         )
-        enqueue("nav", "latest", {"at": at, "nav": nav, "wallet": wallet})
+        nav_mirror()
         live_push(event="routing.nav", data={"at": at.isoformat(), "nav": str(nav)})
     risk_nav_observe(nav=nav, cash_flow=cash_flow, at=at)
     return point

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from doctor.models import Incident
-from doctor.services import incident_open
+from doctor.services import incident_open, incident_resolve
 from risk.limits import Side
 from risk.models import RiskLimit, RiskState
 from risk.services import risk_halt
@@ -151,9 +151,21 @@ def _resolve(order: Order, venue: Venue) -> VenueOrderState | _NotAnswered | Non
     return answer
 
 
+VENUE_INCIDENT_CODES = ("venue_banned", "venue_failing")
+
+
 def _halt_routing(reason: str, *, code: str) -> None:
     incident_open(component="venue", code=code, severity=Incident.Severity.CRITICAL, message=reason)
     risk_halt(reason=reason, actor="router")
+
+
+def venue_incidents_resolve(*, at: datetime | None = None) -> int:
+    """The venue answers again: resolve its ban / failure incidents. Not the halt they caused:
+    a person lifts that (``risk_unhalt``)."""
+    open_codes = Incident.objects.filter(
+        component="venue", code__in=VENUE_INCIDENT_CODES, resolved_at__isnull=True
+    ).values_list("code", flat=True)
+    return sum(incident_resolve(component="venue", code=code, at=at) for code in open_codes)
 
 
 def order_send(*, order: Order, venue: Venue, clock: Clock = timezone.now) -> Order:

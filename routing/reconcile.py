@@ -44,7 +44,7 @@ from doctor.models import Incident
 from doctor.services import incident_open, incident_resolve
 from routing.books import fills_record
 from routing.models import CashFlow, Fill, FundingPayment, Instrument, NavPoint, Order, Position
-from routing.orders import STATUS_FROM_VENUE, orders_resolve_unknown
+from routing.orders import STATUS_FROM_VENUE, orders_resolve_unknown, venue_incidents_resolve
 from routing.resilience import OrderNotFound, VenueCallError
 from routing.venues import Venue, VenueOrderState, VenueTrade
 
@@ -66,6 +66,19 @@ BALANCE_TOLERANCE_USDT = Decimal("1")
 BALANCE_TOLERANCE_FRACTION = Decimal("0.001")  # of the wallet: funding, rounding
 # Trades are asked for from a little before the adopted order was sent: the two clocks differ.
 CLOCK_MARGIN = timedelta(minutes=1)
+# Differences about one order or one event, resolved by the first run that no longer finds
+# them; positions, the balance and unknown orders are resolved where they are compared.
+ONE_OFF_CODES = frozenset(
+    {
+        "cancel_failed",
+        "order_stale",
+        "foreign_order",
+        "order_missing",
+        "order_unchecked",
+        "order_adopted",
+        "fills_missing",
+    }
+)
 
 Clock = Callable[[], datetime]
 
@@ -170,6 +183,7 @@ class _Run:
         self.clock = clock
         self.report = report
         self.touched: set[int] = set()  # orders whose state changed in this run
+        self.codes: set[str] = set()  # incident codes reported by this run
 
     def difference(
         self,
@@ -181,6 +195,7 @@ class _Run:
     ) -> None:
         logger.warning("reconciliation: %s", message)
         self.report.differences.append(message)
+        self.codes.add(code)
         incident_open(
             component=COMPONENT,
             code=code,
@@ -438,6 +453,16 @@ def _balance(run: _Run) -> None:
     )
 
 
+def _one_off_differences_resolve(run: _Run) -> None:
+    """A run that no longer finds a one-off difference (a foreign order, a missing fill...)
+    resolves its incident, so the next such difference opens (and alerts) again."""
+    gone = Incident.objects.filter(
+        component=COMPONENT, code__in=ONE_OFF_CODES - run.codes, resolved_at__isnull=True
+    ).values_list("code", flat=True)
+    for code in sorted(gone):
+        incident_resolve(component=COMPONENT, code=code, at=run.clock())
+
+
 def reconcile(
     *,
     venue: Venue,
@@ -474,6 +499,9 @@ def reconcile(
     renew()
     _positions(run, symbols, persist_after)
     _balance(run)
+    _one_off_differences_resolve(run)
+    # Every account-wide venue call of this run was answered: a ban or failure is over.
+    venue_incidents_resolve(at=clock())
     logger.info(
         "reconciliation done: %d difference(s), %d order(s) adopted, %d cancelled, "
         "%d fill(s) recorded",

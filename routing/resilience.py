@@ -46,6 +46,7 @@ and error handling, leaving only a loop that is shorter to write than to configu
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -57,6 +58,8 @@ from typing import TypeVar
 import requests
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -259,6 +262,9 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     random: Callable[[], float] = uniform_unit_interval
+    # Told of every failed call before it is classified (the metrics count them by code); an
+    # exception from it is logged and dropped: counting must never change what trading does.
+    on_error: Callable[[BaseException], None] = lambda _error: None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -288,6 +294,10 @@ class RetryPolicy:
             try:
                 return fn()
             except Exception as error:
+                try:
+                    self.on_error(error)
+                except Exception:
+                    logger.exception("venue error hook failed")
                 outcome = classify(error)
                 if outcome is Outcome.UNKNOWN:
                     raise OutcomeUnknown(error) from error

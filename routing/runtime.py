@@ -21,6 +21,7 @@ from routing.resilience import RetryPolicy
 from routing.venues import BinanceFutures, Venue
 from routing.weights import WeightBudget
 from tradingsite.guard import binance_client_for_writing
+from tradingsite.metrics import venue_error_record
 
 PAPER_ACCOUNT = "default"
 PAPER_SEED = 20261126
@@ -47,7 +48,7 @@ def venue_session(*, now_ms: int | None = None) -> Iterator[Venue]:
     if settings.VENUE == "binance":
         yield BinanceFutures(
             client=binance_client_for_writing(),
-            policy=RetryPolicy(),
+            policy=RetryPolicy(on_error=venue_error_record),
             budget=WeightBudget(BINANCE_WEIGHT_PER_MINUTE),
         )
         return

@@ -21,6 +21,8 @@ from django.db import connection
 
 from risk.models import RiskLimit
 
+pytest_plugins = ["tests.firestore_support"]
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 

@@ -26,4 +26,5 @@ urlpatterns = [
     path("ticks/", routing_api.LastTicks.as_view(), name="api-ticks"),
     path("", include("risk.api")),
     path("ml/", include("mlinsights.api")),
+    path("doctor/", include("doctor.api")),
 ]

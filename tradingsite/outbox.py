@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -39,9 +40,17 @@ def enqueue(collection: str, doc_id: str, payload: dict[str, Any]) -> OutboxEntr
     _check_id("doc_id", doc_id)
     if not isinstance(payload, dict):
         raise OutboxError("payload must be a JSON object")
-    # Decimals and datetimes become strings here, once, so the mirror never sees floats.
     try:
-        normalised = json.loads(json.dumps(payload, cls=DjangoJSONEncoder, allow_nan=False))
+        normalised = payload_normalised(payload)
     except (TypeError, ValueError) as error:
         raise OutboxError(f"payload is not JSON: {error}") from None
     return OutboxEntry.objects.create(collection=collection, doc_id=doc_id, payload=normalised)
+
+
+def payload_normalised(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload as stored and mirrored: Decimals and datetimes become strings here, once,
+    so the mirror never sees floats (``fs_doctor`` compares documents built the same way)."""
+    normalised: dict[str, Any] = json.loads(
+        json.dumps(payload, cls=DjangoJSONEncoder, allow_nan=False)
+    )
+    return normalised

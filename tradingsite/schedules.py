@@ -97,6 +97,16 @@ SCHEDULES: tuple[Schedule, ...] = (
         description="A new shadow model from the last training_days of bars (single-flight).",
     ),
     Schedule(
+        name="doctor: snapshot",
+        task="doctor.tasks.doctor_snapshot_task",
+        every_seconds=60,
+        queue="default",
+        description=(
+            "The seed's cron_doctor_cache: every check run, the snapshot cached for the Doctor "
+            "tab and the confidence series; a failing check opens an incident (and alerts)."
+        ),
+    ),
+    Schedule(
         name="routing: reconcile",
         task="routing.tasks.reconcile_task",
         every_seconds=60,
@@ -104,6 +114,16 @@ SCHEDULES: tuple[Schedule, ...] = (
         description=(
             "Local orders, positions and balance against the venue's, repaired and reported "
             "(under the executor's lock; a position difference that persists halts the symbol)."
+        ),
+    ),
+    Schedule(
+        name="firestore: drain outbox",
+        task="tradingsite.tasks.outbox_drain_task",
+        every_seconds=5,
+        queue="default",
+        description=(
+            "Waiting Firestore outbox rows sent in batches (single-flight; backs off while "
+            "Firestore is down; does nothing while FIRESTORE_PROJECT is unset)."
         ),
     ),
 )

@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.generic import TemplateView
 
+from doctor.dashboard import doctor_context
 from mlinsights.dashboard import ml_insights_context
 from risk.dashboard import risk_tab_context
 from routing.dashboard import overview_context, router_health_context
@@ -61,4 +62,6 @@ class DashboardTabView(LoginRequiredMixin, TemplateView):
             context.update(risk_tab_context())
         elif self.tab == "ml-insights":
             context.update(ml_insights_context(self.request.GET.get("version", "")))
+        elif self.tab == "doctor":
+            context.update(doctor_context())
         return context

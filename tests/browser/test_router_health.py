@@ -6,15 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from doctor.models import DoctorSnapshot
 from risk.limits import Side
 from risk.services import risk_halt, risk_state_load
 from routing.binance_testserver import BinanceTestServer
@@ -98,6 +100,15 @@ def history(venue: tuple[BinanceTestServer, BinanceFutures], global_limits: Any)
     router_health_refresh()
 
 
+def doctor_history() -> None:
+    """Two cached doctor snapshots in the last hour: confidence 1, then 0.5."""
+    now = timezone.now()
+    DoctorSnapshot.objects.bulk_create(
+        DoctorSnapshot(taken_at=now - timedelta(minutes=m), status=s, confidence=c, checks=[])
+        for m, s, c in ((20, "ok", 1.0), (10, "warn", 0.5))
+    )
+
+
 def cell(page: Page, table: str, name: str, field: str) -> Any:
     return page.locator(f"#{table} tr[data-name='{name}'] td[data-field='{field}']")
 
@@ -138,6 +149,7 @@ def test_router_health_shows_the_selectors_numbers_and_follows_new_fills_live(
     page: Page,
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+    off_the_page_thread(doctor_history)
     log_in(page, asgi_server, "olive", "a-long-secret-1")
     for label, path in TABS.items():
         page.get_by_role("link", name=label, exact=True).click()
@@ -149,10 +161,15 @@ def test_router_health_shows_the_selectors_numbers_and_follows_new_fills_live(
     summary = off_the_page_thread(lambda: router_health_summary("24h"))
     assert summary is not None
     assert_tables_match(page, summary)
+    # Two sources' curves, and the doctor confidence drawn over them on its own axis.
     page.wait_for_function(
         """() => {
             const chart = echarts.getInstanceByDom(document.getElementById("cum-pnl-chart"));
-            return chart && chart.getOption().series.length === 2;
+            if (!chart) return false;
+            const series = chart.getOption().series;
+            const overlay = series.filter((s) => s.name === "doctor confidence");
+            return series.length === 3 && overlay.length === 1 && overlay[0].yAxisIndex === 1
+                && overlay[0].data.length === 2 && overlay[0].data[1][1] === 0.5;
         }"""
     )
     updates = int(page.evaluate("Number(document.body.dataset.healthUpdates || 0)"))

@@ -42,24 +42,35 @@
     }, { replaceMerge: ["series"] });
   }
 
-  function linesChart(id, groups, field, percent) {
+  // overlay (optional): [[time, value in 0..1], ...] drawn on a second axis, e.g. the doctor
+  // confidence over the router's curves.
+  function linesChart(id, groups, field, percent, overlay) {
     const c = chart(id);
     if (!c || !groups) return;
+    const yAxis = [{
+      type: "value", scale: true,
+      axisLabel: percent ? { formatter: (v) => `${(v * 100).toFixed(0)}%` } : {},
+    }];
+    const series = Object.entries(groups).map(([name, curve]) => ({
+      name, type: "line", showSymbol: false, connectNulls: true,
+      data: seconds(curve.t).map((x, i) => [x, curve[field][i]]),
+    }));
+    if (overlay) {
+      yAxis.push({ type: "value", name: overlay.name, min: 0, max: 1, splitLine: { show: false } });
+      series.push({
+        name: overlay.name, type: "line", yAxisIndex: 1, step: "end", showSymbol: false,
+        lineStyle: { type: "dashed", width: 1 }, itemStyle: { color: "#888" }, data: overlay.points,
+      });
+    }
     c.setOption({
       animation: false,
       tooltip: { trigger: "axis" },
       legend: { type: "scroll" },
-      grid: { left: 70, right: 20 },
+      grid: { left: 70, right: overlay ? 60 : 20 },
       xAxis: { type: "time" },
-      yAxis: {
-        type: "value", scale: true,
-        axisLabel: percent ? { formatter: (v) => `${(v * 100).toFixed(0)}%` } : {},
-      },
-      series: Object.entries(groups).map(([name, curve]) => ({
-        name, type: "line", showSymbol: false, connectNulls: true,
-        data: seconds(curve.t).map((x, i) => [x, curve[field][i]]),
-      })),
-    }, { replaceMerge: ["series"] });
+      yAxis,
+      series,
+    }, { replaceMerge: ["series", "yAxis"] });
   }
 
   function renderTable(id, rows) {

@@ -15,10 +15,21 @@
     document.body.dataset.healthUpdates = String(Number(document.body.dataset.healthUpdates || 0) + 1);
   }
 
+  // The doctor confidence over the window (the snapshots are kept 30 days).
+  const overlayHours = { "24h": 24, "7d": 168, "30d": 720, all: 720 }[windowKey] || 168;
+
+  async function confidenceOverlay() {
+    const series = await dashboard.getJson(`/api/v1/doctor/confidence/?hours=${overlayHours}`);
+    if (!series) return null;
+    return { name: "doctor confidence", points: series.points.map((p) => [p.at, p.confidence]) };
+  }
+
   async function refreshCharts() {
-    const curves = await dashboard.getJson(`/api/v1/router-health/${windowKey}/curves/`);
+    const [curves, overlay] = await Promise.all([
+      dashboard.getJson(`/api/v1/router-health/${windowKey}/curves/`), confidenceOverlay(),
+    ]);
     if (curves) {
-      dashboard.linesChart("cum-pnl-chart", curves.source, "cum_pnl", false);
+      dashboard.linesChart("cum-pnl-chart", curves.source, "cum_pnl", false, overlay);
       dashboard.linesChart("hit-rate-chart", curves.source, "hit_rate", true);
     }
     dashboard.navChart("nav-chart", await dashboard.getJson("/api/v1/nav/curve/"));
@@ -40,5 +51,6 @@
     if (tables) applyTables(tables);
     refreshCharts();
   });
+  live.on("doctor.snapshot", () => { if (hasSummary) refreshCharts(); });
   if (hasSummary) refreshCharts();
 })();
