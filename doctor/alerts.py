@@ -25,10 +25,11 @@ logged with them redacted.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -41,6 +42,7 @@ import redis
 import requests
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from doctor.models import Alert, Incident
@@ -56,6 +58,12 @@ ALERT_RETRY_AFTER_MAX_SECONDS = 3600.0  # a longer Retry-After is waited for thi
 ALERT_RATE_PER_MINUTE = 20  # per channel; Telegram allows about 20 a minute in one group chat
 ALERT_HTTP_TIMEOUT = (5.0, 10.0)  # seconds to connect, seconds to read the answer
 ALERT_PENDING_STALE_AFTER = timedelta(minutes=5)
+# A pending alert whose task was due this long ago is queued again by the sweep (the longest
+# legitimate wait is a back-off or a Retry-After, after which next_attempt_at is renewed).
+ALERT_OVERDUE_AFTER = timedelta(minutes=2)
+ALERT_SWEEP_BATCH = 200
+# While one worker sends an alert no other may: a lease longer than the HTTP timeouts.
+ALERT_CLAIM_SECONDS = 60
 ALERT_TEXT_LIMIT = 3500  # characters; a Telegram message holds 4096
 ALERT_ERROR_LIMIT = 500  # characters of an error or answer body kept in ``last_error``
 
@@ -170,7 +178,12 @@ def alerts_queue(incident: Incident, event: Alert.Event) -> list[Alert]:
     now = timezone.now()
     alerts = [
         Alert.objects.create(
-            incident=incident, event=event, channel=channel, text=text, created_at=now
+            incident=incident,
+            event=event,
+            channel=channel,
+            text=text,
+            created_at=now,
+            next_attempt_at=now,
         )
         for channel in channels
     ]
@@ -191,16 +204,50 @@ def alerts_dispatch(alert_ids: list[int]) -> None:
             logger.exception("alert %s could not be queued; it stays pending", alert_id)
 
 
-def alerts_resend(*, alert_ids: Iterable[int]) -> int:
-    """Send failed alerts again, each with a fresh set of attempts; returns how many."""
+def alerts_resend(*, alert_ids: Iterable[int], now: datetime | None = None) -> int:
+    """Send failed alerts again, each with a fresh set of attempts, and pending ones whose
+    task is long overdue (lost with a broker outage or a killed worker); returns how many."""
+    moment = now or timezone.now()
     with transaction.atomic():
         ids = list(
             Alert.objects.select_for_update()
-            .filter(pk__in=list(alert_ids), status=Alert.Status.FAILED)
+            .filter(pk__in=list(alert_ids))
+            .filter(_resendable(moment))
             .values_list("pk", flat=True)
         )
-        Alert.objects.filter(pk__in=ids).update(status=Alert.Status.PENDING, attempts=0)
+        Alert.objects.filter(pk__in=ids).update(
+            status=Alert.Status.PENDING, attempts=0, next_attempt_at=moment
+        )
         if ids:
+            transaction.on_commit(partial(alerts_dispatch, ids))
+    return len(ids)
+
+
+def _resendable(now: datetime) -> Q:
+    return Q(status=Alert.Status.FAILED) | _overdue(now)
+
+
+def _overdue(now: datetime) -> Q:
+    """Pending, and its task should have run ``ALERT_OVERDUE_AFTER`` ago: nothing is coming."""
+    return Q(status=Alert.Status.PENDING) & (
+        Q(next_attempt_at__lt=now - ALERT_OVERDUE_AFTER) | Q(next_attempt_at__isnull=True)
+    )
+
+
+def alerts_sweep(*, now: datetime | None = None) -> int:
+    """Queue again every pending alert whose task is overdue (the periodic safety net: a task
+    lost between the commit and the broker, or killed mid-send, must not lose a halt alert).
+    Its attempts are kept; a second task for an alert still being sent only finds it claimed."""
+    moment = now or timezone.now()
+    with transaction.atomic():
+        ids = list(
+            Alert.objects.select_for_update(skip_locked=True)
+            .filter(_overdue(moment))
+            .values_list("pk", flat=True)[:ALERT_SWEEP_BATCH]
+        )
+        Alert.objects.filter(pk__in=ids).update(next_attempt_at=moment)
+        if ids:
+            logger.warning("alerts %s were overdue: queued again", ids)
             transaction.on_commit(partial(alerts_dispatch, ids))
     return len(ids)
 
@@ -354,7 +401,13 @@ def alert_deliver(
     max_attempts: int = ALERT_MAX_ATTEMPTS,
     backoff: Backoff = alert_backoff,
 ) -> Delivery:
-    """Send one pending alert (one HTTP attempt) and record the result on it."""
+    """Send one pending alert (one HTTP attempt) and record the result on it.
+
+    The HTTP call runs outside any database transaction (on SQLite a transaction locks the
+    whole database, and the executor must never wait on a slow receiver). Instead a Redis
+    lease claims the alert: a second worker with the same alert (a redelivered message, a
+    resend, the sweep) skips it while the first is sending, then finds it no longer pending.
+    """
     moment = now or timezone.now()
     row = Alert.objects.filter(pk=alert_id).values_list("status", "channel").first()
     if row is None or row[0] != Alert.Status.PENDING:
@@ -363,52 +416,79 @@ def alert_deliver(
     wait = _rate_limit_wait(channel, now=moment, per_minute=per_minute)
     if wait > 0:
         logger.info("alert %s to %s delayed %.0f s by the rate limit", alert_id, channel, wait)
+        _due(alert_id, moment + timedelta(seconds=wait))
         return Delivery(DeliveryOutcome.DELAYED, retry_in=wait, error="rate limited")
-    with transaction.atomic():
-        # The row lock is held across the HTTP call: a second worker with the same alert (a
-        # redelivered message, a resend) waits here and then finds it no longer pending. Only
-        # the alert's row is locked, never its incident's, which the executor may be updating.
-        alert = (
-            Alert.objects.select_for_update(of=("self",))
-            .select_related("incident")
-            .filter(pk=alert_id, status=Alert.Status.PENDING)
-            .first()
-        )
-        if alert is None:
+    with _claimed(alert_id) as claimed:
+        if not claimed:
             return Delivery(DeliveryOutcome.SKIPPED)
-        request = alert_request(alert)
-        if request is None:
-            return _failed(alert, f"the {alert.channel} channel is no longer configured")
-        alert.attempts += 1
-        retry_after: float | None = None
-        try:
-            response = requests.post(
-                request.url, json=request.body, timeout=ALERT_HTTP_TIMEOUT, allow_redirects=False
-            )
-        except requests.RequestException as error:
-            problem = redact(f"{type(error).__name__}: {error}")[:ALERT_ERROR_LIMIT]
-        else:
-            if 200 <= response.status_code < 300:
-                alert.status = Alert.Status.SENT
-                alert.sent_at = moment
-                alert.last_error = ""
-                alert.save(update_fields=["status", "sent_at", "last_error", "attempts"])
-                logger.info("alert %s (%s, %s) sent", alert.pk, alert.channel, alert.event)
-                return Delivery(DeliveryOutcome.SENT)
-            body = response.text[:ALERT_ERROR_LIMIT].strip()
-            problem = redact(f"HTTP {response.status_code}: {body}")[:ALERT_ERROR_LIMIT]
-            code = response.status_code
-            if code < 500 and code not in RETRYABLE_STATUSES:
-                return _failed(alert, problem)
-            retry_after = _retry_after(response, now=moment)
-        if alert.attempts >= max_attempts:
-            return _failed(alert, f"{problem} (gave up after {alert.attempts} attempts)")
-        alert.last_error = problem
-        alert.save(update_fields=["attempts", "last_error"])
+        return _attempt(alert_id, moment=moment, max_attempts=max_attempts, backoff=backoff)
+
+
+@contextlib.contextmanager
+def _claimed(alert_id: int) -> Iterator[bool]:
+    key = redis_key("alerts", "claim", str(alert_id))
+    try:
+        client = redis_client()
+        claimed = bool(client.set(key, "1", nx=True, ex=ALERT_CLAIM_SECONDS))
+    except redis.RedisError as error:
+        # Sending twice beats not sending: without Redis, go ahead unclaimed.
+        logger.warning("alert %s sent without a claim (Redis: %s)", alert_id, error)
+        yield True
+        return
+    try:
+        yield claimed
+    finally:
+        if claimed:
+            with contextlib.suppress(redis.RedisError):
+                client.delete(key)
+
+
+def _due(alert_id: int, at: datetime) -> None:
+    Alert.objects.filter(pk=alert_id, status=Alert.Status.PENDING).update(next_attempt_at=at)
+
+
+def _attempt(alert_id: int, *, moment: datetime, max_attempts: int, backoff: Backoff) -> Delivery:
+    alert = (
+        Alert.objects.select_related("incident")
+        .filter(pk=alert_id, status=Alert.Status.PENDING)
+        .first()
+    )
+    if alert is None:
+        return Delivery(DeliveryOutcome.SKIPPED)
+    request = alert_request(alert)
+    if request is None:
+        return _failed(alert, f"the {alert.channel} channel is no longer configured")
+    alert.attempts += 1
+    retry_after: float | None = None
+    try:
+        response = requests.post(
+            request.url, json=request.body, timeout=ALERT_HTTP_TIMEOUT, allow_redirects=False
+        )
+    except requests.RequestException as error:
+        problem = redact(f"{type(error).__name__}: {error}")[:ALERT_ERROR_LIMIT]
+    else:
+        if 200 <= response.status_code < 300:
+            alert.status = Alert.Status.SENT
+            alert.sent_at = moment
+            alert.last_error = ""
+            alert.save(update_fields=["status", "sent_at", "last_error", "attempts"])
+            logger.info("alert %s (%s, %s) sent", alert.pk, alert.channel, alert.event)
+            return Delivery(DeliveryOutcome.SENT)
+        body = response.text[:ALERT_ERROR_LIMIT].strip()
+        problem = redact(f"HTTP {response.status_code}: {body}")[:ALERT_ERROR_LIMIT]
+        code = response.status_code
+        if code < 500 and code not in RETRYABLE_STATUSES:
+            return _failed(alert, problem)
+        retry_after = _retry_after(response, now=moment)
+    if alert.attempts >= max_attempts:
+        return _failed(alert, f"{problem} (gave up after {alert.attempts} attempts)")
     if retry_after is not None:
         retry_in = min(retry_after, ALERT_RETRY_AFTER_MAX_SECONDS)
     else:
         retry_in = backoff(alert.attempts)
+    alert.last_error = problem
+    alert.next_attempt_at = moment + timedelta(seconds=retry_in)
+    alert.save(update_fields=["attempts", "last_error", "next_attempt_at"])
     logger.warning(
         "alert %s to %s failed (attempt %d of %d), retrying in %.0f s: %s",
         alert.pk,
@@ -466,6 +546,9 @@ def alerts_status(
     )
     newest = failed.order_by("-created_at", "-id").values_list("last_error", "created_at").first()
     stuck = Alert.objects.filter(status=Alert.Status.PENDING, created_at__lt=moment - stale_after)
+    stuck = stuck.filter(
+        Q(next_attempt_at__lt=moment - ALERT_OVERDUE_AFTER) | Q(next_attempt_at__isnull=True)
+    )
     oldest = stuck.order_by("created_at").values_list("created_at", flat=True).first()
     return AlertsStatus(
         channels=tuple(str(channel) for channel in alerts_channels()),

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Max
@@ -87,6 +88,9 @@ class Check:
     run: Callable[[CheckContext], Finding]
     weight: float = 1.0
     critical: bool = False
+    # A failure opens a doctor incident (and so an alert). Off for checks that only restate
+    # incidents already open (and already alerted) elsewhere.
+    opens_incident: bool = True
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,7 @@ class CheckResult:
     confidence: float
     critical: bool
     weight: float = field(default=1.0, repr=False)
+    opens_incident: bool = field(default=True, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -429,8 +434,14 @@ def check_risk_state(ctx: CheckContext) -> Finding:
         return fail("no risk state: the executor creates it on its first tick")
     if not row_checksum_ok(row):
         return fail(f"risk state v{row.version} fails its checksum: restore a snapshot")
+    # The kill switch is read live by the pre-trade checks; its copy in the row only follows
+    # the next state change, so it is no sign of inconsistency.
     expected = limits_as_dict(limits_effective(multiplier=row.size_multiplier))
-    if row.effective_limits != expected:
+    stored = dict(row.effective_limits)
+    for flag in ("kill_switch",):
+        expected.pop(flag, None)
+        stored.pop(flag, None)
+    if stored != expected:
         return warn("effective limits differ from the configured ones times the multiplier", 0.5)
     if row.halted:
         return warn(f"trading halted: {row.halt_reason}", 0.5)
@@ -466,8 +477,8 @@ CHECKS: tuple[Check, ...] = (
     Check("executor", "Executor heartbeat", check_executor, weight=3, critical=True),
     Check("venue", "Venue and clock", check_venue, weight=2),
     Check("weight", "Request weight", check_weight),
-    Check("reconciliation", "Reconciliation", check_reconciliation, weight=2),
-    Check("incidents", "Open incidents", check_incidents),
+    Check("reconciliation", "Reconciliation", check_reconciliation, weight=2, opens_incident=False),
+    Check("incidents", "Open incidents", check_incidents, opens_incident=False),
     Check("market_data", "Market data", check_market_data, weight=2),
     Check("model", "Model", check_model, weight=0.5),
     Check("firestore", "Firestore mirror", check_firestore, weight=0.5),
@@ -482,6 +493,8 @@ def _run_one(check: Check, ctx: CheckContext) -> CheckResult:
     started = time.perf_counter()
     try:
         finding = check.run(ctx)
+    except SoftTimeLimitExceeded:
+        raise  # the task's time is up: stop, rather than store a snapshot of half the checks
     except Exception as error:  # a check that cannot run is a failed check, with the reason
         finding = fail(f"{type(error).__name__}: {error}"[:500])
     latency = round((time.perf_counter() - started) * 1000, 1)
@@ -495,6 +508,7 @@ def _run_one(check: Check, ctx: CheckContext) -> CheckResult:
         confidence=min(1.0, max(0.0, confidence)),
         critical=check.critical,
         weight=check.weight,
+        opens_incident=check.opens_incident,
     )
 
 

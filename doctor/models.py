@@ -127,6 +127,11 @@ class Alert(models.Model):
     last_error = models.TextField(blank=True)
     created_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a pending alert's task is due; one long overdue is sent again.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from doctor.checks import CHECKS, FAIL, Check, CheckResult, checks_run, confidence_overall
+from doctor.checks import CHECKS, FAIL, OK, Check, CheckResult, checks_run, confidence_overall
 from doctor.checks import status_overall as _status_overall
 from doctor.mirror import snapshot_mirror
 from doctor.models import DoctorSnapshot, Incident
@@ -87,6 +87,8 @@ def snapshot_store(report: DoctorReport, *, trigger: DoctorSnapshot.Trigger) -> 
         snapshot_mirror(snapshot)
         live_push(event="doctor.snapshot", data=snapshot_as_dict(snapshot))
     for result in report.results:
+        if not result.opens_incident:
+            continue
         if result.status == FAIL:
             incident_open(
                 component=COMPONENT,
@@ -96,7 +98,9 @@ def snapshot_store(report: DoctorReport, *, trigger: DoctorSnapshot.Trigger) -> 
                 context={"check": result.name, "snapshot": snapshot.pk},
                 at=report.taken_at,
             )
-        else:
+        elif result.status == OK:
+            # Resolved only once fully ok: a check hovering between warn and fail keeps one
+            # incident (one alert) instead of opening and resolving it every minute.
             incident_resolve(
                 component=COMPONENT, code=incident_code(result.name), at=report.taken_at
             )

@@ -11,6 +11,7 @@ from doctor.alerts import (
     DeliveryOutcome,
     alert_deliver,
     alert_give_up,
+    alerts_sweep,
 )
 from doctor.services import heartbeat_record, heartbeats_prune
 
@@ -60,3 +61,9 @@ def alert_send_task(self: Task[Any, Any], alert_id: int) -> str:
         )
         return DeliveryOutcome.FAILED.value
     raise self.retry(countdown=delivery.retry_in)
+
+
+@shared_task(acks_late=True, ignore_result=True, soft_time_limit=30, time_limit=45)
+def alerts_sweep_task() -> int:
+    """Queue again the pending alerts whose task never came (the safety net under on_commit)."""
+    return alerts_sweep()

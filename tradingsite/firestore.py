@@ -39,7 +39,7 @@ import importlib
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -50,14 +50,18 @@ from django.db import transaction
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, QuerySet
 from django.utils import timezone
 from google.api_core import exceptions as api_exceptions
+from redis.exceptions import LockNotOwnedError
 
 from tradingsite.guard import (
-    FirestoreNotConfigured,
-    ProdWriteRefused,
     firestore_client_for_writing,
 )
 from tradingsite.locks import SingleFlight, single_flight
-from tradingsite.mirrors import COLLECTION_NAMES, Document, mirror_expected
+from tradingsite.mirrors import (
+    COLLECTION_NAMES,
+    Document,
+    mirror_expected,
+    mirror_sources_lock,
+)
 from tradingsite.models import OutboxDrainState, OutboxEntry
 from tradingsite.outbox import enqueue
 
@@ -105,14 +109,21 @@ DRAIN_LOCK_TTL_SECONDS = 120.0
 # protobuf ships no type stubs; its base error class is all this module needs from it.
 _ProtobufError: type[Exception] = importlib.import_module("google.protobuf.message").Error
 
+
 # Errors about one payload: writing it again can never succeed. Everything else (unavailable,
 # deadline, quota, permissions, a missing database) is about Firestore or the setup and clears
 # when they are fixed, so it is retried with back-off rather than parking every row.
+class PayloadRefused(ValueError):
+    """The client could not turn one row's payload into a write (raised from ``batch.set``)."""
+
+
+# A ValueError or TypeError counts only when raised while encoding one payload (wrapped as
+# PayloadRefused): the same types from the transport (a closed gRPC channel) are not about a
+# payload, and treating them as such would park every row.
 _PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     api_exceptions.InvalidArgument,
     api_exceptions.OutOfRange,
-    ValueError,  # the client cannot encode the value (an empty key, an int over 64 bits)
-    TypeError,
+    PayloadRefused,  # an empty key, an int over 64 bits, a document over 1 MiB
     RecursionError,  # nesting deeper than the encoder goes
     _ProtobufError,  # nesting deeper than protobuf allows
 )
@@ -269,7 +280,7 @@ def outbox_drain(
             return DrainReport(skipped="another drain is running", remaining=_waiting().count())
         try:
             client = firestore_client_for_writing()
-        except (FirestoreNotConfigured, ProdWriteRefused) as refused:
+        except Exception as refused:  # refused by the guard, or no credentials: back off
             until = _record_failure(_describe(refused), now=moment)
             return DrainReport(
                 error=_describe(refused), backoff_until=until, remaining=_waiting().count()
@@ -280,7 +291,19 @@ def outbox_drain(
             rows = list(_waiting().order_by("id")[:batch_size])
             if not rows:
                 break
-            outcome = _batch_send(client, rows, now=moment)
+            try:
+                outcome = _batch_send(client, rows, now=moment, renew=held.renew)
+            except LockNotOwnedError:
+                # Another drain may hold the lock now: stop before writing anything older.
+                logger.error("the outbox drain lost its lock mid-run; stopping")
+                return DrainReport(
+                    written=totals.written,
+                    sent=totals.sent,
+                    parked=totals.parked,
+                    batches=batches,
+                    remaining=_waiting().count(),
+                    error="the drain lock expired mid-run",
+                )
             batches += 1
             totals.written += outcome.written
             totals.sent += outcome.sent
@@ -382,9 +405,12 @@ def _payload_size(payload: Any) -> int:
 def _batch_add(client: FirestoreClient, batch: WriteBatch, write: _Write) -> None:
     size = _payload_size(write.row.payload)
     if size > MAX_DOCUMENT_BYTES:
-        raise ValueError(f"payload of {size} bytes is over Firestore's 1 MiB document limit")
+        raise PayloadRefused(f"payload of {size} bytes is over Firestore's 1 MiB document limit")
     reference = client.collection(write.row.collection).document(write.row.doc_id)
-    batch.set(reference, write.row.payload)
+    try:
+        batch.set(reference, write.row.payload)
+    except (ValueError, TypeError) as error:
+        raise PayloadRefused(f"{type(error).__name__}: {error}") from error
 
 
 def _commit(client: FirestoreClient, writes: list[_Write]) -> None:
@@ -412,8 +438,10 @@ def _chunks(writes: list[_Write]) -> Iterator[list[_Write]]:
 
 
 def _batch_send(
-    client: FirestoreClient, rows: list[OutboxEntry], *, now: datetime
+    client: FirestoreClient, rows: list[OutboxEntry], *, now: datetime, renew: Callable[[], None]
 ) -> _BatchOutcome:
+    """``renew`` runs after every commit: it keeps the drain lock, or raises when it was lost
+    (a slow Firestore let it expire), so two drains never interleave their writes."""
     writes, stragglers = _coalesced(rows)
     outcome = _BatchOutcome()
     outcome.sent += _mark_sent([r.pk for r in stragglers], now=now)
@@ -421,12 +449,13 @@ def _batch_send(
         try:
             _commit(client, chunk)
         except Exception as error:
+            renew()
             if not error_is_permanent(error):
                 outcome.error = _describe(error)
                 _count_attempt([i for w in chunk for i in w.ids], outcome.error)
                 return outcome
             # One document of the chunk is refused: find it by sending them one at a time.
-            isolated = _send_one_by_one(client, chunk, now=now)
+            isolated = _send_one_by_one(client, chunk, now=now, renew=renew)
             outcome.written += isolated.written
             outcome.sent += isolated.sent
             outcome.parked += isolated.parked
@@ -434,19 +463,21 @@ def _batch_send(
                 outcome.error = isolated.error
                 return outcome
             continue
+        renew()
         outcome.written += len(chunk)
         outcome.sent += _mark_sent([i for w in chunk for i in w.ids], now=now)
     return outcome
 
 
 def _send_one_by_one(
-    client: FirestoreClient, writes: list[_Write], *, now: datetime
+    client: FirestoreClient, writes: list[_Write], *, now: datetime, renew: Callable[[], None]
 ) -> _BatchOutcome:
     outcome = _BatchOutcome()
     for write in writes:
         try:
             _commit(client, [write])
         except Exception as error:
+            renew()
             if error_is_permanent(error):
                 _park(write, _describe(error), now=now)
                 outcome.parked += 1
@@ -455,6 +486,7 @@ def _send_one_by_one(
             outcome.error = _describe(error)
             _count_attempt(write.ids, outcome.error)
             return outcome
+        renew()
         outcome.written += 1
         outcome.sent += _mark_sent(write.ids, now=now)
     return outcome
@@ -464,22 +496,29 @@ def _send_one_by_one(
 
 
 def outbox_prune(*, now: datetime | None = None, older_than: timedelta = PRUNE_AFTER) -> int:
-    """Delete rows sent more than ``older_than`` ago, and waiting rows a newer waiting row of
-    the same document supersedes (the drain would only skip them: each payload is the whole
-    document). So while the mirror is off the outbox holds one row per document, not every
-    change since. Parked rows and the newest waiting row of each document stay. In chunks."""
+    """Delete rows sent more than ``older_than`` ago, except each document's newest sent row
+    (the drain's proof of what Firestore holds: without it a parked row re-queued later could
+    be written over a newer document), and waiting rows a newer waiting row of the same
+    document supersedes (the drain would only skip them: each payload is the whole document).
+    So while the mirror is off the outbox holds one row per document, not every change since.
+    Parked rows and the newest waiting row of each document stay. In chunks."""
     moment = now or timezone.now()
     cutoff = moment - older_than
-    newer_waiting = OutboxEntry.objects.filter(
-        collection=OuterRef("collection"),
-        doc_id=OuterRef("doc_id"),
-        id__gt=OuterRef("id"),
-        sent_at__isnull=True,
-        parked_at__isnull=True,
-    )
-    prunable = Q(sent_at__lt=cutoff) | Q(sent_at__isnull=True, parked_at__isnull=True) & Q(
-        Exists(newer_waiting)
-    )
+
+    def newer(**state: Any) -> Exists:
+        return Exists(
+            OutboxEntry.objects.filter(
+                collection=OuterRef("collection"),
+                doc_id=OuterRef("doc_id"),
+                id__gt=OuterRef("id"),
+                **state,
+            )
+        )
+
+    sent_long_ago = Q(sent_at__lt=cutoff) & Q(newer(sent_at__isnull=False))
+    waiting = {"sent_at__isnull": True, "parked_at__isnull": True}
+    superseded_waiting = Q(**waiting) & Q(newer(**waiting))
+    prunable = sent_long_ago | superseded_waiting
     deleted = 0
     while True:
         ids = list(OutboxEntry.objects.filter(prunable).values_list("id", flat=True)[:PRUNE_CHUNK])
@@ -682,8 +721,10 @@ def mirror_publish(*, now: datetime | None = None) -> PublishReport:
 
     The caller has passed the guard (``check_command_write`` and ``firestore_client``).
     """
-    expected = mirror_expected()
-    mirror_enqueue(expected)
+    with transaction.atomic():
+        mirror_sources_lock()
+        expected = mirror_expected()
+        mirror_enqueue(expected)
     return PublishReport(
         enqueued={name: len(documents) for name, documents in expected.items()},
         drain=_drain_all(now=now),
@@ -706,14 +747,17 @@ def mirror_repair(*, client: FirestoreClient, now: datetime | None = None) -> Re
     wanted = {c.name: (*c.missing, *c.stale) for c in before.collections if c.missing or c.stale}
     if not wanted:
         return RepairReport(before=before, enqueued=0, drain=None, after=before)
-    # Built again just before enqueueing, so the repair carries the newest state it can see.
-    expected = mirror_expected(collections=tuple(wanted))
-    enqueued = mirror_enqueue(
-        {
-            name: {doc_id: expected[name][doc_id] for doc_id in ids if doc_id in expected[name]}
-            for name, ids in wanted.items()
-        }
-    )
+    # Built again under the writers' locks, in the enqueueing transaction, so the repair
+    # carries the newest state and no concurrent change can be overtaken by it.
+    with transaction.atomic():
+        mirror_sources_lock(collections=tuple(wanted))
+        expected = mirror_expected(collections=tuple(wanted))
+        enqueued = mirror_enqueue(
+            {
+                name: {doc_id: expected[name][doc_id] for doc_id in ids if doc_id in expected[name]}
+                for name, ids in wanted.items()
+            }
+        )
     drain = _drain_all(now=now)
     after, _ = mirror_compare(client=client)
     return RepairReport(before=before, enqueued=enqueued, drain=drain, after=after)

@@ -13,7 +13,8 @@ process-wide default registry leaks in). Every query is an aggregate over an ind
 - ``tradingsite_venue_errors_total{code}`` (counter): a Redis hash (``venue_error_record``).
 - ``tradingsite_venue_request_weight_used{budget}``, ``..._limit{budget}`` (gauges): the
   ``WeightBudget`` count of the current minute, and the venue's limit.
-- ``tradingsite_outbox_backlog`` (gauge): ``OutboxEntry`` rows not sent yet.
+- ``tradingsite_outbox_backlog`` / ``_parked`` / ``_lag_seconds`` (gauges): the Firestore
+  outbox as ``tradingsite.firestore.outbox_status`` reads it.
 - ``tradingsite_doctor_confidence``, ``tradingsite_doctor_snapshot_timestamp_seconds``
   (gauges): the newest ``DoctorSnapshot``.
 - ``tradingsite_websocket_clients`` (gauge): a Redis sorted set of open dashboard sockets.
@@ -47,7 +48,7 @@ from redis import RedisError
 from doctor.models import DoctorSnapshot, Heartbeat
 from routing.models import Order, Signal
 from routing.weights import WeightBudget
-from tradingsite.models import OutboxEntry
+from tradingsite.firestore import outbox_status
 from tradingsite.redisconn import redis_client, redis_key
 
 logger = logging.getLogger(__name__)
@@ -200,9 +201,10 @@ def request_weight(*, now_ms: int) -> WeightSeen:
     return WeightSeen(used=budget.used(now_ms=now_ms), limit_per_minute=BINANCE_WEIGHT_PER_MINUTE)
 
 
-def outbox_backlog() -> int:
-    """Outbox entries not yet mirrored to Firestore (the partial index ``outbox_unsent``)."""
-    return OutboxEntry.objects.filter(sent_at__isnull=True).count()
+def outbox_counts() -> tuple[int, int, float | None]:
+    """(waiting, parked, age of the oldest waiting row in seconds) as the doctor reads them."""
+    status = outbox_status()
+    return status.backlog, status.parked, status.oldest_unsent_age_seconds
 
 
 @dataclass(frozen=True)
@@ -323,11 +325,23 @@ class TradingsiteCollector:
         limit.add_metric([WEIGHT_BUDGET], weight.limit_per_minute)
         yield limit
 
+        waiting, parked, lag = outbox_counts()
         yield GaugeMetricFamily(
             "tradingsite_outbox_backlog",
-            "Outbox entries not yet mirrored to Firestore.",
-            value=outbox_backlog(),
+            "Outbox entries waiting to be mirrored to Firestore (parked ones not counted).",
+            value=waiting,
         )
+        yield GaugeMetricFamily(
+            "tradingsite_outbox_parked",
+            "Outbox entries Firestore refused, parked until an operator re-queues them.",
+            value=parked,
+        )
+        if lag is not None:
+            yield GaugeMetricFamily(
+                "tradingsite_outbox_lag_seconds",
+                "Age of the oldest outbox entry still waiting (the mirror's lag).",
+                value=lag,
+            )
 
         confidence = GaugeMetricFamily(
             "tradingsite_doctor_confidence", "Overall confidence of the newest doctor run, 0-1."

@@ -107,6 +107,16 @@ SCHEDULES: tuple[Schedule, ...] = (
         ),
     ),
     Schedule(
+        name="alerts: sweep",
+        task="doctor.tasks.alerts_sweep_task",
+        every_seconds=60,
+        queue="default",
+        description=(
+            "Pending alerts whose delivery task never came (lost between the commit and the "
+            "broker, or killed mid-send) are queued again: a halt alert is never lost."
+        ),
+    ),
+    Schedule(
         name="routing: reconcile",
         task="routing.tasks.reconcile_task",
         every_seconds=60,

@@ -101,6 +101,14 @@ class Migration(migrations.Migration):
                 ("created_at", models.DateTimeField()),
                 ("sent_at", models.DateTimeField(blank=True, null=True)),
                 (
+                    "next_attempt_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="When a pending alert's task is due; one long overdue is sent again.",
+                        null=True,
+                    ),
+                ),
+                (
                     "incident",
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.CASCADE,

@@ -23,6 +23,7 @@ from doctor.alerts import (
     alert_text,
     alerts_resend,
     alerts_status,
+    alerts_sweep,
     duration_text,
 )
 from doctor.models import Alert, Incident
@@ -497,7 +498,10 @@ class TestStatus:
                 message="418",
             )
         )
-        Alert.objects.filter(pk=stuck.pk).update(created_at=now - timedelta(minutes=6))
+        # queued six minutes ago and its task never ran (due then, overdue now)
+        Alert.objects.filter(pk=stuck.pk).update(
+            created_at=now - timedelta(minutes=6), next_attempt_at=now - timedelta(minutes=6)
+        )
 
         status = alerts_status(now=now)
 
@@ -616,3 +620,50 @@ class TestAdmin:
 
         alert.refresh_from_db()
         assert alert.status == Alert.Status.FAILED
+
+
+@pytest.mark.django_db
+class TestLostTasks:
+    def test_an_alert_whose_task_never_came_is_queued_again_by_the_sweep(
+        self, webhook_only: AlertReceiver, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        # given a halt alert whose delivery task was lost (the broker was down at the commit)
+        with django_capture_on_commit_callbacks(execute=False):
+            alert = Alert.objects.get(incident=halt_incident())
+        assert alert.next_attempt_at == alert.created_at
+        created = alert.created_at
+
+        # a minute later nothing is overdue yet; three minutes later it is
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            assert alerts_sweep(now=created + timedelta(minutes=1)) == 0
+        assert callbacks == []
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            assert alerts_sweep(now=created + timedelta(minutes=3)) == 1
+        assert len(callbacks) == 1  # the dispatch of its task, once committed
+        # and swept once: the next sweep right after finds it due again only later
+        assert alerts_sweep(now=created + timedelta(minutes=3, seconds=30)) == 0
+
+        # then the queued task sends it
+        assert alert_deliver(alert.pk).outcome == DeliveryOutcome.SENT
+        assert len(webhook_only.received) == 1
+
+    def test_an_alert_waiting_out_its_back_off_is_not_swept(
+        self, webhook_only: AlertReceiver
+    ) -> None:
+        alert = Alert.objects.get(incident=halt_incident())
+        webhook_only.answer_next(503)
+        now = timezone.now()
+        delivery = alert_deliver(alert.pk, now=now, backoff=lambda _attempt: 600.0)
+        assert delivery.outcome == DeliveryOutcome.RETRY
+        alert.refresh_from_db()
+        assert alert.next_attempt_at == now + timedelta(seconds=600)
+        assert alerts_sweep(now=now + timedelta(minutes=9)) == 0
+        assert alerts_sweep(now=now + timedelta(minutes=13)) == 1
+
+    def test_an_operator_can_resend_an_overdue_pending_alert(
+        self, webhook_only: AlertReceiver
+    ) -> None:
+        alert = Alert.objects.get(incident=halt_incident())
+        assert alerts_resend(alert_ids=[alert.pk]) == 0  # its task is still due
+        later = alert.created_at + timedelta(minutes=5)
+        assert alerts_resend(alert_ids=[alert.pk], now=later) == 1

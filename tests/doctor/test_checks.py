@@ -389,10 +389,12 @@ def test_model_freshness_and_drift() -> None:
 
 def test_risk_state_consistency(global_limits: Any) -> None:
     from risk.models import RiskState
-    from risk.services import risk_halt, risk_state_load
+    from risk.services import kill_switch_set, risk_halt, risk_state_load
 
     assert checks.check_risk_state(ctx()).status == FAIL  # none yet
     risk_state_load(initial_nav=Decimal("10000"))
+    assert checks.check_risk_state(ctx()).status == OK
+    kill_switch_set(on=True, actor="test", reason="drill")  # read live: no inconsistency
     assert checks.check_risk_state(ctx()).status == OK
     risk_halt(reason="test halt", actor="test")
     halted = checks.check_risk_state(ctx())

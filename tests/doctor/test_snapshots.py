@@ -17,8 +17,9 @@ from django.test import Client
 from django.utils import timezone
 
 from doctor import checks
-from doctor.checks import CHECK_NAMES, FAIL, OK, Check, CheckContext, Finding
+from doctor.checks import CHECK_NAMES, FAIL, OK, WARN, Check, CheckContext, Finding
 from doctor.models import DoctorSnapshot, Heartbeat, Incident
+from doctor.services import incident_open
 from doctor.snapshots import (
     HISTORY_POINTS_MAX,
     confidence_series,
@@ -70,14 +71,35 @@ def test_a_snapshot_is_stored_mirrored_and_a_red_check_opens_one_incident_until_
     assert "Flaky part: it is fail" in incident.message
     assert not Incident.objects.filter(code="check-steady").exists()
 
+    # Better but not well (warn): still the same open incident, no recovery yet.
+    state["status"] = WARN
+    snapshot_store(
+        doctor_report(now=t0 + timedelta(minutes=2), checks=switchable(state)),
+        trigger=DoctorSnapshot.Trigger.SCHEDULE,
+    )
+    incident.refresh_from_db()
+    assert incident.resolved_at is None
+
     state["status"] = OK
     recovered = snapshot_store(
-        doctor_report(now=t0 + timedelta(minutes=2), checks=switchable(state)),
+        doctor_report(now=t0 + timedelta(minutes=3), checks=switchable(state)),
         trigger=DoctorSnapshot.Trigger.SCHEDULE,
     )
     assert recovered.confidence == 1.0
     incident.refresh_from_db()
-    assert incident.resolved_at == t0 + timedelta(minutes=2)
+    assert incident.resolved_at == t0 + timedelta(minutes=3)
+
+
+def test_checks_that_restate_open_incidents_open_none_of_their_own() -> None:
+    incident_open(
+        component="venue", code="venue_banned", severity=Incident.Severity.CRITICAL, message="418"
+    )
+    snapshot = snapshot_take(trigger=DoctorSnapshot.Trigger.SCHEDULE)
+    by_name = {c["name"]: c for c in snapshot.checks}
+    assert by_name["incidents"]["status"] == FAIL
+    # The ban alerted once through its own incident; the doctor does not add a second one.
+    assert not Incident.objects.filter(component="doctor", code="check-incidents").exists()
+    assert not Incident.objects.filter(component="doctor", code="check-reconciliation").exists()
 
 
 def test_the_confidence_series_is_oldest_first_and_thinned() -> None:

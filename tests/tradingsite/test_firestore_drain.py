@@ -14,6 +14,7 @@ from tests.firestore_support import FirestoreProject
 from tradingsite.firestore import (
     BACKOFF_CAP_SECONDS,
     DrainReport,
+    PayloadRefused,
     backoff_seconds,
     error_is_permanent,
     outbox_drain,
@@ -195,7 +196,7 @@ def test_errors_about_a_payload_are_permanent_and_errors_about_firestore_are_not
         made: BaseException = kind("message")
         return made
 
-    for permanent in (exceptions.InvalidArgument, exceptions.OutOfRange, ValueError):
+    for permanent in (exceptions.InvalidArgument, exceptions.OutOfRange, PayloadRefused):
         assert error_is_permanent(error(permanent))
     for transient in (
         exceptions.ServiceUnavailable,
@@ -204,6 +205,8 @@ def test_errors_about_a_payload_are_permanent_and_errors_about_firestore_are_not
         exceptions.ResourceExhausted,
         exceptions.NotFound,
         ConnectionRefusedError,
+        ValueError,  # e.g. "Cannot invoke RPC on closed channel!": not about a payload
+        TypeError,
     ):
         assert not error_is_permanent(error(transient))
 
@@ -258,3 +261,14 @@ def test_prune_keeps_one_waiting_row_per_document_while_the_mirror_is_off() -> N
         parked.pk,
         newer_than_parked.pk,
     }
+
+
+def test_prune_keeps_each_documents_newest_sent_row() -> None:
+    # The newest sent row tells the drain what Firestore holds: a parked row re-queued later
+    # must still be recognised as older than it.
+    older, newest = (put("nav", "latest", {"n": n}) for n in range(2))
+    OutboxEntry.objects.filter(pk__in=[older.pk, newest.pk]).update(sent_at=T0 - timedelta(days=30))
+
+    assert outbox_prune(now=T0) == 1
+
+    assert list(OutboxEntry.objects.values_list("pk", flat=True)) == [newest.pk]

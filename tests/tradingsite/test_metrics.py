@@ -266,15 +266,21 @@ class TestValuesFromTheDatabase:
         self, client: Client, metrics_token: str
     ) -> None:
         assert unlabelled(scrape(client), "tradingsite_outbox_backlog") == 0
-        sent = [True, False, False, True, False]
-        for n, was_sent in enumerate(sent):
+        states = ["sent", "waiting", "parked", "sent", "waiting"]
+        for n, state in enumerate(states):
             OutboxEntry.objects.create(
                 collection="state",
                 doc_id=f"doc-{n}",
                 payload={"n": n},
-                sent_at=NOW if was_sent else None,
+                sent_at=NOW if state == "sent" else None,
+                parked_at=NOW if state == "parked" else None,
             )
-        assert unlabelled(scrape(client), "tradingsite_outbox_backlog") == sent.count(False)
+        samples = scrape(client)
+        assert unlabelled(samples, "tradingsite_outbox_backlog") == states.count("waiting")
+        assert unlabelled(samples, "tradingsite_outbox_parked") == states.count("parked")
+        lag = unlabelled(samples, "tradingsite_outbox_lag_seconds")
+        assert lag is not None
+        assert lag >= 0
 
 
 @pytest.mark.django_db
