@@ -234,6 +234,25 @@ def _overdue(now: datetime) -> Q:
     )
 
 
+def alerts_deliver_due(*, now: datetime | None = None) -> dict[str, int]:
+    """Try every pending alert that is due once, here and now (``cron_doctor_cache``, run by
+    the system's cron: it must reach people when the workers that send alerts are the part
+    that died). The claim lease keeps a worker sending the same alert from sending it twice.
+    Returns the count per outcome."""
+    moment = now or timezone.now()
+    due = list(
+        Alert.objects.filter(status=Alert.Status.PENDING)
+        .filter(Q(next_attempt_at__lte=moment) | Q(next_attempt_at__isnull=True))
+        .order_by("id")
+        .values_list("pk", flat=True)[:ALERT_SWEEP_BATCH]
+    )
+    outcomes: dict[str, int] = {}
+    for alert_id in due:
+        outcome = alert_deliver(alert_id, now=moment).outcome.value
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
 def alerts_sweep(*, now: datetime | None = None) -> int:
     """Queue again every pending alert whose task is overdue (the periodic safety net: a task
     lost between the commit and the broker, or killed mid-send, must not lose a halt alert).

@@ -54,6 +54,7 @@ WEIGHT_WARN = 0.5
 WEIGHT_FAIL = 0.9
 OUTBOX_LAG_WARN_SECONDS = 60
 OUTBOX_LAG_FAIL_SECONDS = 600
+OUTBOX_DRAINED_RECENTLY_SECONDS = 120
 WORKER_PING_TIMEOUT = 1.0
 
 
@@ -404,6 +405,9 @@ def check_model(ctx: CheckContext) -> Finding:
 
 
 def check_firestore(ctx: CheckContext) -> Finding:
+    """The mirror as the system runs it: this process's settings say whether it is configured
+    here, the drain's own record whether the workers are sending (``make run`` configures
+    the emulator for its processes only, not for a ``doctor`` started by hand)."""
     from tradingsite.firestore import outbox_status
 
     status = outbox_status(now=ctx.now)
@@ -413,8 +417,11 @@ def check_firestore(ctx: CheckContext) -> Finding:
         return fail(
             f"{status.parked} outbox rows parked ({status.last_error or 'see admin'}); {backlog}"
         )
+    drained = _age_seconds(status.last_success_at, ctx.now)
     if not status.enabled:
-        return warn(f"mirror off: {status.disabled_reason}; {backlog}", 0.9)
+        if drained is None or drained > OUTBOX_DRAINED_RECENTLY_SECONDS:
+            return warn(f"mirror off: {status.disabled_reason}; {backlog}", 0.9)
+        backlog += f"; the workers drained it {_age_text(drained)} ago"
     if lag is not None and lag > OUTBOX_LAG_FAIL_SECONDS:
         return fail(f"{backlog}; last error: {status.last_error or 'none'}")
     if lag is not None and lag > OUTBOX_LAG_WARN_SECONDS:

@@ -37,7 +37,7 @@ from routing.runtime import BINANCE_WEIGHT_PER_MINUTE
 from routing.weights import WeightBudget
 from tests.conftest import free_port, wait_for
 from tradingsite.firestore import outbox_drain
-from tradingsite.models import OutboxEntry
+from tradingsite.models import OutboxDrainState, OutboxEntry
 from tradingsite.outbox import enqueue
 from tradingsite.redisconn import redis_client
 
@@ -418,6 +418,16 @@ def test_firestore_check_warns_when_off_and_fails_on_parked_rows() -> None:
     off = checks.check_firestore(ctx())
     assert off.status == WARN
     assert "FIRESTORE_PROJECT" in off.detail
+    # Not configured in this process, but the workers' drain sent rows a moment ago (as with
+    # make run, which gives only its own processes the emulator): the mirror is working.
+    OutboxDrainState.objects.update_or_create(
+        pk=OutboxDrainState.SINGLETON_ID, defaults={"last_success_at": timezone.now()}
+    )
+    working = checks.check_firestore(ctx())
+    assert working.status == OK
+    assert "the workers drained it" in working.detail
+    OutboxDrainState.objects.update(last_success_at=timezone.now() - timedelta(minutes=10))
+    assert checks.check_firestore(ctx()).status == WARN
     row = waiting_row("nav", "latest")
     OutboxEntry.objects.filter(pk=row.pk).update(
         parked_at=timezone.now(), last_error="InvalidArgument: too big"

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from doctor.alerts import alerts_deliver_due
 from doctor.models import DoctorSnapshot
 from doctor.snapshots import snapshot_take
 from tradingsite.guard import ProdWriteRefused, check_command_write, guard_context
@@ -12,12 +13,19 @@ from tradingsite.guard import ProdWriteRefused, check_command_write, guard_conte
 class Command(BaseCommand):
     help = (
         "Run the checks and cache the snapshot now (what the 'doctor: snapshot' schedule does): "
-        "stored, mirrored, pushed to open pages; failing checks open incidents (and alerts)."
+        "stored, mirrored, pushed to open pages; failing checks open incidents, and the "
+        "alerts due are sent from here. Run it from the system's cron too: it needs neither "
+        "beat nor the workers."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--allow-prod", action="store_true", help="Required (with ALLOW_PROD_WRITES=1) in prod."
+        )
+        parser.add_argument(
+            "--no-alerts",
+            action="store_true",
+            help="Leave pending alerts to the workers instead of sending them from here.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -31,3 +39,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"snapshot #{snapshot.pk}: {snapshot.status}, confidence {snapshot.confidence:.2f}"
         )
+        if options["no_alerts"]:
+            return
+        # Run from the system's cron, this is the watchdog that needs neither beat nor the
+        # workers: the alerts it raised (or that wait) are sent from here.
+        outcomes = alerts_deliver_due()
+        if outcomes:
+            listed = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
+            self.stdout.write(f"alerts: {listed}")
