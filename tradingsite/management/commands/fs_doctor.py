@@ -111,12 +111,12 @@ class Command(BaseCommand):
         self.stdout.write(title)
         self.stdout.write(
             f"{'collection':<12} {'expected':>8} {'found':>6} {'missing':>8} {'stale':>6} "
-            f"{'extra':>6}"
+            f"{'extra':>6} {'in flight':>10}"
         )
         for c in diff.collections:
             line = (
                 f"{c.name:<12} {c.expected:>8} {c.found:>6} {len(c.missing):>8} "
-                f"{len(c.stale):>6} {len(c.extra):>6}"
+                f"{len(c.stale):>6} {len(c.extra):>6} {len(c.in_flight):>10}"
             )
             self.stdout.write(self.style.SUCCESS(line) if c.in_sync else self.style.ERROR(line))
             for kind in ("missing", "stale", "extra"):
