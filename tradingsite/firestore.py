@@ -10,10 +10,12 @@ How the drain behaves, and why:
   deterministic ids (``collection/doc_id``): a plain set is idempotent, so a batch sent twice
   (a crash before ``sent_at`` was stored) does no harm. No transforms (a retried commit could
   apply an ``Increment`` twice) and no BulkWriter (the emulator drops its writes).
-- **Coalescing.** Rows of one document in a batch are written once, with the newest payload;
-  the older rows are marked sent as *superseded*. A row older than a row of its document that
-  was already sent (a transaction that committed late) is superseded too: an older payload is
-  never written after a newer one.
+- **Coalescing.** Each payload is the whole document, so of a document's waiting rows only
+  the newest is written: before each batch the older ones, across the whole backlog, are
+  marked sent as *superseded* (after an outage each document is written once, not once per
+  change it missed), and rows of one document within a batch are written once. A row older
+  than a row of its document that was already sent (a transaction that committed late) is
+  superseded too: an older payload is never written after a newer one.
 - **Fail fast.** A commit has a short explicit timeout and no library retry: a down Firestore
   costs one quick failed call, never a worker stuck in retries.
 - **Transient failures** (unavailable, deadline, connection refused, quota, permissions —
@@ -288,6 +290,7 @@ def outbox_drain(
         totals = _BatchOutcome()
         batches = 0
         for _ in range(max_batches):
+            totals.sent += _supersede_waiting(now=moment)
             rows = list(_waiting().order_by("id")[:batch_size])
             if not rows:
                 break
@@ -341,6 +344,16 @@ class _Write:
     @property
     def ids(self) -> list[int]:
         return [self.row.pk, *(r.pk for r in self.superseded)]
+
+
+def _supersede_waiting(*, now: datetime) -> int:
+    """Mark sent every waiting row a newer waiting row of its document supersedes, across the
+    whole backlog (a batch only coalesces within itself): after an outage each document is
+    written once, with its newest payload, instead of once per change it missed."""
+    newer_waiting = _waiting().filter(
+        collection=OuterRef("collection"), doc_id=OuterRef("doc_id"), id__gt=OuterRef("id")
+    )
+    return _waiting().filter(Exists(newer_waiting)).update(sent_at=now)
 
 
 def _newest_sent_ids(rows: list[OutboxEntry]) -> dict[tuple[str, str], int]:

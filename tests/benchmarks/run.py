@@ -25,6 +25,7 @@ MODULES = (
     "tests.benchmarks.bench_dashboard",
     "tests.benchmarks.bench_ml",
     "tests.benchmarks.bench_ml_scoring",
+    "tests.benchmarks.bench_firestore",
 )
 
 

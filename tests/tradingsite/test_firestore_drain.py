@@ -65,24 +65,28 @@ def test_rows_are_written_under_their_ids_and_marked_sent(firestore: FirestorePr
 def test_a_document_gets_only_its_newest_payload_and_never_an_older_one_later(
     firestore: FirestoreProject,
 ) -> None:
-    # given rows of one document spread over two batches, another document in between
+    # given three rows of one document, another document in between
     put("nav", "latest", {"n": 1})
     put("positions", "ETHUSDT", {"n": 1})
     put("nav", "latest", {"n": 2})
     put("nav", "latest", {"n": 3})
 
-    # when the first batch goes
+    # when one batch of two goes
     first = outbox_drain(batch_size=2, max_batches=1, now=T0)
 
-    # then both documents were written once, the document's first payload
-    assert (first.written, first.sent) == (2, 2)
-    assert firestore.documents("nav") == {"latest": {"n": 1}}
-
-    # when the second batch goes: rows 2 and 3 of the document coalesce into one write of 3
-    second = outbox_drain(batch_size=2, max_batches=1, now=T0)
-    assert (second.written, second.sent) == (1, 2)
+    # then the document's older rows were superseded across the whole backlog (not just the
+    # batch): each document written once, with its newest payload
+    assert (first.written, first.sent) == (2, 4)
     assert firestore.documents("nav") == {"latest": {"n": 3}}
+    assert firestore.documents("positions") == {"ETHUSDT": {"n": 1}}
     assert not waiting()
+
+    # and the next changes: again only the newest of them is written
+    put("nav", "latest", {"n": 4})
+    put("nav", "latest", {"n": 5})
+    second = outbox_drain(batch_size=10, max_batches=1, now=T0)
+    assert (second.written, second.sent) == (1, 2)
+    assert firestore.documents("nav") == {"latest": {"n": 5}}
 
 
 def test_a_row_older_than_a_sent_row_of_its_document_is_never_written(
