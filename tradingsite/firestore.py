@@ -233,6 +233,19 @@ class _BatchOutcome:
     parked: int = 0
     error: str = ""
 
+    def report(
+        self, *, batches: int, error: str = "", backoff_until: datetime | None = None
+    ) -> DrainReport:
+        return DrainReport(
+            written=self.written,
+            sent=self.sent,
+            parked=self.parked,
+            batches=batches,
+            remaining=_waiting().count(),
+            error=error,
+            backoff_until=backoff_until,
+        )
+
 
 def _waiting() -> QuerySet[OutboxEntry]:
     return OutboxEntry.objects.filter(sent_at__isnull=True, parked_at__isnull=True)
@@ -299,39 +312,18 @@ def outbox_drain(
             except LockNotOwnedError:
                 # Another drain may hold the lock now: stop before writing anything older.
                 logger.error("the outbox drain lost its lock mid-run; stopping")
-                return DrainReport(
-                    written=totals.written,
-                    sent=totals.sent,
-                    parked=totals.parked,
-                    batches=batches,
-                    remaining=_waiting().count(),
-                    error="the drain lock expired mid-run",
-                )
+                return totals.report(batches=batches, error="the drain lock expired mid-run")
             batches += 1
             totals.written += outcome.written
             totals.sent += outcome.sent
             totals.parked += outcome.parked
             if outcome.error:
                 until = _record_failure(outcome.error, now=moment)
-                return DrainReport(
-                    written=totals.written,
-                    sent=totals.sent,
-                    parked=totals.parked,
-                    batches=batches,
-                    remaining=_waiting().count(),
-                    error=outcome.error,
-                    backoff_until=until,
-                )
+                return totals.report(batches=batches, error=outcome.error, backoff_until=until)
             held.renew()
         if batches:
             _record_success(now=moment)
-        return DrainReport(
-            written=totals.written,
-            sent=totals.sent,
-            parked=totals.parked,
-            batches=batches,
-            remaining=_waiting().count(),
-        )
+        return totals.report(batches=batches)
 
 
 @dataclass
