@@ -42,7 +42,7 @@ import redis
 import requests
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from doctor.models import Alert, Incident
@@ -63,7 +63,10 @@ ALERT_PENDING_STALE_AFTER = timedelta(minutes=5)
 ALERT_OVERDUE_AFTER = timedelta(minutes=2)
 ALERT_SWEEP_BATCH = 200
 # While one worker sends an alert no other may: a lease longer than the HTTP timeouts.
-ALERT_CLAIM_SECONDS = 60
+ALERT_CLAIM_SECONDS = 120
+# The cron watchdog leaves an alert alone until a second before its next attempt is due.
+ALERT_DUE_TOLERANCE = timedelta(seconds=2)
+ALERT_SENT_MARKER_SECONDS = 24 * 3600
 ALERT_TEXT_LIMIT = 3500  # characters; a Telegram message holds 4096
 ALERT_ERROR_LIMIT = 500  # characters of an error or answer body kept in ``last_error``
 
@@ -192,12 +195,14 @@ def alerts_queue(incident: Incident, event: Alert.Event) -> list[Alert]:
 
 
 def alerts_dispatch(alert_ids: list[int]) -> None:
-    """Queue the delivery task of each alert (called once their rows are committed)."""
+    """Queue the delivery task of each alert (called once their rows are committed), as the
+    chain that owns it now (``Alert.dispatch``)."""
     from doctor.tasks import alert_send_task  # imported here: doctor.tasks imports this module
 
+    chains = dict(Alert.objects.filter(pk__in=alert_ids).values_list("pk", "dispatch"))
     for alert_id in alert_ids:
         try:
-            alert_send_task.delay(alert_id)
+            alert_send_task.delay(alert_id, chains.get(alert_id, 0))
         except Exception:
             # Raised after the caller's commit, so it must not escape into (say) the executor
             # tick that halted trading; the alert stays PENDING and the doctor reports it.
@@ -216,7 +221,10 @@ def alerts_resend(*, alert_ids: Iterable[int], now: datetime | None = None) -> i
             .values_list("pk", flat=True)
         )
         Alert.objects.filter(pk__in=ids).update(
-            status=Alert.Status.PENDING, attempts=0, next_attempt_at=moment
+            status=Alert.Status.PENDING,
+            attempts=0,
+            next_attempt_at=moment,
+            dispatch=F("dispatch") + 1,
         )
         if ids:
             transaction.on_commit(partial(alerts_dispatch, ids))
@@ -248,7 +256,18 @@ def alerts_deliver_due(*, now: datetime | None = None) -> dict[str, int]:
     )
     outcomes: dict[str, int] = {}
     for alert_id in due:
-        outcome = alert_deliver(alert_id, now=moment).outcome.value
+        try:
+            # Each on its own clock (a slow receiver makes the loop long) and, since this
+            # process may lack a channel's settings, one not configured here is left alone.
+            outcome = alert_deliver(
+                alert_id,
+                now=None if now is None else moment,
+                only_if_due=True,
+                unconfigured_fails=False,
+            ).outcome.value
+        except Exception:  # one bad alert must not keep the others from going out
+            logger.exception("alert %s could not be delivered from here", alert_id)
+            outcome = "error"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
 
@@ -264,7 +283,7 @@ def alerts_sweep(*, now: datetime | None = None) -> int:
             .filter(_overdue(moment))
             .values_list("pk", flat=True)[:ALERT_SWEEP_BATCH]
         )
-        Alert.objects.filter(pk__in=ids).update(next_attempt_at=moment)
+        Alert.objects.filter(pk__in=ids).update(next_attempt_at=moment, dispatch=F("dispatch") + 1)
         if ids:
             logger.warning("alerts %s were overdue: queued again", ids)
             transaction.on_commit(partial(alerts_dispatch, ids))
@@ -419,36 +438,56 @@ def alert_deliver(
     per_minute: int = ALERT_RATE_PER_MINUTE,
     max_attempts: int = ALERT_MAX_ATTEMPTS,
     backoff: Backoff = alert_backoff,
+    dispatch: int | None = None,
+    only_if_due: bool = False,
+    unconfigured_fails: bool = True,
 ) -> Delivery:
     """Send one pending alert (one HTTP attempt) and record the result on it.
 
-    The HTTP call runs outside any database transaction (on SQLite a transaction locks the
-    whole database, and the executor must never wait on a slow receiver). Instead a Redis
-    lease claims the alert: a second worker with the same alert (a redelivered message, a
-    resend, the sweep) skips it while the first is sending, then finds it no longer pending.
+    In order: is it pending — and, for a task, does its chain still own the alert
+    (``dispatch``: a sweep or resend started a newer chain) or, for the cron watchdog
+    (``only_if_due``), is it due (not waiting out a worker's back-off); then the claim (a
+    Redis lease: a second sender skips while the first is sending); then the channel's rate
+    limit; then the attempt. The HTTP call runs outside any database transaction (on SQLite a
+    transaction locks the whole database, and the executor must never wait on a slow
+    receiver). ``unconfigured_fails=False`` (the cron watchdog) leaves an alert whose channel
+    this process has no settings for to the workers.
     """
     moment = now or timezone.now()
-    row = Alert.objects.filter(pk=alert_id).values_list("status", "channel").first()
+    row = (
+        Alert.objects.filter(pk=alert_id)
+        .values_list("status", "channel", "next_attempt_at", "dispatch")
+        .first()
+    )
     if row is None or row[0] != Alert.Status.PENDING:
         return Delivery(DeliveryOutcome.SKIPPED)
-    channel = row[1]
-    wait = _rate_limit_wait(channel, now=moment, per_minute=per_minute)
-    if wait > 0:
-        logger.info("alert %s to %s delayed %.0f s by the rate limit", alert_id, channel, wait)
-        _due(alert_id, moment + timedelta(seconds=wait))
-        return Delivery(DeliveryOutcome.DELAYED, retry_in=wait, error="rate limited")
+    _status, channel, due_at, owner = row
+    if dispatch is not None and dispatch != owner:
+        return Delivery(DeliveryOutcome.SKIPPED)  # a newer chain owns it
+    if only_if_due and due_at is not None and due_at > moment + ALERT_DUE_TOLERANCE:
+        return Delivery(DeliveryOutcome.SKIPPED)  # a worker's chain is waiting out a back-off
     with _claimed(alert_id) as claimed:
         if not claimed:
             return Delivery(DeliveryOutcome.SKIPPED)
+        if not unconfigured_fails and channel not in alerts_channels():
+            return Delivery(DeliveryOutcome.SKIPPED)
+        wait = _rate_limit_wait(channel, now=moment, per_minute=per_minute)
+        if wait > 0:
+            logger.info("alert %s to %s delayed %.0f s by the rate limit", alert_id, channel, wait)
+            _due(alert_id, moment + timedelta(seconds=wait))
+            return Delivery(DeliveryOutcome.DELAYED, retry_in=wait, error="rate limited")
         return _attempt(alert_id, moment=moment, max_attempts=max_attempts, backoff=backoff)
 
 
 @contextlib.contextmanager
 def _claimed(alert_id: int) -> Iterator[bool]:
-    key = redis_key("alerts", "claim", str(alert_id))
+    """A lease with its own token (a redis-py lock): released only by its holder, so a lease
+    that expired mid-send can never free a second sender's."""
     try:
-        client = redis_client()
-        claimed = bool(client.set(key, "1", nx=True, ex=ALERT_CLAIM_SECONDS))
+        lease = redis_client().lock(
+            redis_key("alerts", "claim", str(alert_id)), timeout=ALERT_CLAIM_SECONDS
+        )
+        claimed = bool(lease.acquire(blocking=False))
     except redis.RedisError as error:
         # Sending twice beats not sending: without Redis, go ahead unclaimed.
         logger.warning("alert %s sent without a claim (Redis: %s)", alert_id, error)
@@ -459,7 +498,25 @@ def _claimed(alert_id: int) -> Iterator[bool]:
     finally:
         if claimed:
             with contextlib.suppress(redis.RedisError):
-                client.delete(key)
+                lease.release()
+
+
+def _sent_marker(alert_id: int) -> str:
+    return redis_key("alerts", "sent", str(alert_id))
+
+
+def _mark_delivered(alert_id: int) -> None:
+    """Remember a 2xx before the database hears of it: if recording it fails (a time limit, a
+    locked database) the next attempt records it instead of sending it again."""
+    with contextlib.suppress(redis.RedisError):
+        redis_client().set(_sent_marker(alert_id), "1", ex=ALERT_SENT_MARKER_SECONDS)
+
+
+def _was_delivered(alert_id: int) -> bool:
+    try:
+        return bool(redis_client().exists(_sent_marker(alert_id)))
+    except redis.RedisError:
+        return False
 
 
 def _due(alert_id: int, at: datetime) -> None:
@@ -474,6 +531,8 @@ def _attempt(alert_id: int, *, moment: datetime, max_attempts: int, backoff: Bac
     )
     if alert is None:
         return Delivery(DeliveryOutcome.SKIPPED)
+    if _was_delivered(alert.pk):
+        return _sent(alert, moment, note=" (recorded late: the receiver had answered)")
     request = alert_request(alert)
     if request is None:
         return _failed(alert, f"the {alert.channel} channel is no longer configured")
@@ -487,12 +546,8 @@ def _attempt(alert_id: int, *, moment: datetime, max_attempts: int, backoff: Bac
         problem = redact(f"{type(error).__name__}: {error}")[:ALERT_ERROR_LIMIT]
     else:
         if 200 <= response.status_code < 300:
-            alert.status = Alert.Status.SENT
-            alert.sent_at = moment
-            alert.last_error = ""
-            alert.save(update_fields=["status", "sent_at", "last_error", "attempts"])
-            logger.info("alert %s (%s, %s) sent", alert.pk, alert.channel, alert.event)
-            return Delivery(DeliveryOutcome.SENT)
+            _mark_delivered(alert.pk)
+            return _sent(alert, moment)
         body = response.text[:ALERT_ERROR_LIMIT].strip()
         problem = redact(f"HTTP {response.status_code}: {body}")[:ALERT_ERROR_LIMIT]
         code = response.status_code
@@ -518,6 +573,15 @@ def _attempt(alert_id: int, *, moment: datetime, max_attempts: int, backoff: Bac
         problem,
     )
     return Delivery(DeliveryOutcome.RETRY, retry_in=retry_in, error=problem)
+
+
+def _sent(alert: Alert, moment: datetime, *, note: str = "") -> Delivery:
+    alert.status = Alert.Status.SENT
+    alert.sent_at = moment
+    alert.last_error = ""
+    alert.save(update_fields=["status", "sent_at", "last_error", "attempts"])
+    logger.info("alert %s (%s, %s) sent%s", alert.pk, alert.channel, alert.event, note)
+    return Delivery(DeliveryOutcome.SENT)
 
 
 def _failed(alert: Alert, error: str) -> Delivery:

@@ -55,6 +55,7 @@ WEIGHT_FAIL = 0.9
 OUTBOX_LAG_WARN_SECONDS = 60
 OUTBOX_LAG_FAIL_SECONDS = 600
 OUTBOX_DRAINED_RECENTLY_SECONDS = 120
+OUTBOX_TRIED_RECENTLY_SECONDS = 420  # longer than the drain's longest back-off (5 min)
 WORKER_PING_TIMEOUT = 1.0
 
 
@@ -418,10 +419,15 @@ def check_firestore(ctx: CheckContext) -> Finding:
             f"{status.parked} outbox rows parked ({status.last_error or 'see admin'}); {backlog}"
         )
     drained = _age_seconds(status.last_success_at, ctx.now)
+    tried = _age_seconds(status.last_failure_at, ctx.now)
     if not status.enabled:
-        if drained is None or drained > OUTBOX_DRAINED_RECENTLY_SECONDS:
+        # Not configured in this process; are the workers draining (or trying to)?
+        draining = drained is not None and drained <= OUTBOX_DRAINED_RECENTLY_SECONDS
+        trying = tried is not None and tried <= OUTBOX_TRIED_RECENTLY_SECONDS
+        if not (draining or trying):
             return warn(f"mirror off: {status.disabled_reason}; {backlog}", 0.9)
-        backlog += f"; the workers drained it {_age_text(drained)} ago"
+        if draining and drained is not None:
+            backlog += f"; the workers drained it {_age_text(drained)} ago"
     if lag is not None and lag > OUTBOX_LAG_FAIL_SECONDS:
         return fail(f"{backlog}; last error: {status.last_error or 'none'}")
     if lag is not None and lag > OUTBOX_LAG_WARN_SECONDS:

@@ -132,6 +132,11 @@ class Alert(models.Model):
         blank=True,
         help_text="When a pending alert's task is due; one long overdue is sent again.",
     )
+    dispatch = models.PositiveIntegerField(
+        default=0,
+        help_text="Which queued task chain owns the alert; a re-queue (sweep, resend) "
+        "starts a new one and older chains stop.",
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 COMPONENT = "doctor"
 SNAPSHOT_RETENTION = timedelta(days=30)
+WARN_HOLD = timedelta(minutes=15)
 HISTORY_HOURS_DEFAULT = 24
 HISTORY_HOURS_MAX = 24 * 30
 HISTORY_POINTS_MAX = 1500
@@ -98,13 +99,40 @@ def snapshot_store(report: DoctorReport, *, trigger: DoctorSnapshot.Trigger) -> 
                 context={"check": result.name, "snapshot": snapshot.pk},
                 at=report.taken_at,
             )
-        elif result.status == OK:
-            # Resolved only once fully ok: a check hovering between warn and fail keeps one
-            # incident (one alert) instead of opening and resolving it every minute.
+        elif result.status == OK or _failure_long_gone(result, report.taken_at):
+            # Resolved once fully ok (a check hovering between warn and fail keeps one incident,
+            # one alert, instead of one every minute), or after WARN_HOLD of warnings only.
             incident_resolve(
                 component=COMPONENT, code=incident_code(result.name), at=report.taken_at
             )
+    _orphans_resolve(report, at=report.taken_at)
     return snapshot
+
+
+def _failure_long_gone(result: CheckResult, at: datetime) -> bool:
+    """A check that went from fail to warn and stayed there: its incident's last failure is
+    older than WARN_HOLD (``incident_open`` bumps ``last_seen_at`` on every failure)."""
+    return Incident.objects.filter(
+        component=COMPONENT,
+        code=incident_code(result.name),
+        resolved_at__isnull=True,
+        last_seen_at__lt=at - WARN_HOLD,
+    ).exists()
+
+
+def _orphans_resolve(report: DoctorReport, *, at: datetime) -> None:
+    """Doctor incidents no check can resolve any more (a check renamed, removed or no longer
+    opening incidents) are resolved, so none stays open for ever."""
+    live = {incident_code(check.name) for check in CHECKS if check.opens_incident} | {
+        incident_code(result.name) for result in report.results if result.opens_incident
+    }
+    orphans = (
+        Incident.objects.filter(component=COMPONENT, resolved_at__isnull=True)
+        .exclude(code__in=live)
+        .values_list("code", flat=True)
+    )
+    for code in list(orphans):
+        incident_resolve(component=COMPONENT, code=code, at=at)
 
 
 def snapshot_take(

@@ -49,10 +49,11 @@ def doctor_snapshot_task() -> None:
     soft_time_limit=45,
     time_limit=60,
 )
-def alert_send_task(self: Task[Any, Any], alert_id: int) -> str:
+def alert_send_task(self: Task[Any, Any], alert_id: int, dispatch: int = 0) -> str:
     """Deliver one alert; retried after back-off (or ``Retry-After``, or the rate limit's
-    delay) until it is sent or failed. Safe to run twice: a sent alert is not sent again."""
-    delivery = alert_deliver(alert_id)
+    delay) until it is sent or failed. Safe to run twice: a sent alert is not sent again, and
+    a chain a re-queue replaced (``dispatch``) stops."""
+    delivery = alert_deliver(alert_id, dispatch=dispatch)
     if delivery.retry_in is None:
         return delivery.outcome.value
     if self.request.retries >= ALERT_MAX_ATTEMPTS + ALERT_MAX_DELAYS:

@@ -60,6 +60,7 @@ from tradingsite.guard import (
 from tradingsite.locks import SingleFlight, single_flight
 from tradingsite.mirrors import (
     COLLECTION_NAMES,
+    LOCKED_COLLECTIONS,
     Document,
     mirror_expected,
     mirror_sources_lock,
@@ -732,10 +733,16 @@ def mirror_publish(*, now: datetime | None = None) -> PublishReport:
 
     The caller has passed the guard (``check_command_write`` and ``firestore_client``).
     """
+    # Under the writers' locks only what they lock: on SQLite any transaction that writes holds
+    # the whole database, so the append-only collections are built and enqueued after it.
+    locked = tuple(c for c in COLLECTION_NAMES if c in LOCKED_COLLECTIONS)
     with transaction.atomic():
-        mirror_sources_lock()
-        expected = mirror_expected()
+        mirror_sources_lock(collections=locked)
+        expected = mirror_expected(collections=locked)
         mirror_enqueue(expected)
+    rest = mirror_expected(collections=tuple(c for c in COLLECTION_NAMES if c not in locked))
+    mirror_enqueue(rest)
+    expected.update(rest)
     return PublishReport(
         enqueued={name: len(documents) for name, documents in expected.items()},
         drain=_drain_all(now=now),

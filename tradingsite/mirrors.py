@@ -226,6 +226,11 @@ MIRRORED: tuple[MirroredCollection, ...] = (
 COLLECTION_NAMES: tuple[str, ...] = tuple(c.name for c in MIRRORED)
 
 
+# The collections whose writers lock (or update) their rows; the rest are append-only
+# "latest" documents that the next row written supersedes.
+LOCKED_COLLECTIONS = (RISK_STATE, POSITIONS, INCIDENTS)
+
+
 def mirror_sources_lock(*, collections: tuple[str, ...] = COLLECTION_NAMES) -> None:
     """Inside a transaction: lock the rows the writers of ``collections`` lock (or update), so
     documents built next and enqueued in the same transaction are the newest. A writer waiting
@@ -233,11 +238,11 @@ def mirror_sources_lock(*, collections: tuple[str, ...] = COLLECTION_NAMES) -> N
     stays. Append-only "latest" documents (NAV, predictions, the doctor) need no lock: the next
     row written supersedes ours within a tick or a minute."""
     if RISK_STATE in collections:
-        list(RiskState.objects.select_for_update().values_list("pk", flat=True))
+        list(RiskState.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
     if POSITIONS in collections:
-        list(Position.objects.select_for_update().values_list("pk", flat=True))
+        list(Position.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
     if INCIDENTS in collections:
-        list(Incident.objects.select_for_update().values_list("pk", flat=True))
+        list(Incident.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 def mirror_expected(

@@ -109,6 +109,13 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 (
+                    "dispatch",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Which queued task chain owns the alert; a re-queue (sweep, resend) starts a new one and older chains stop.",
+                    ),
+                ),
+                (
                     "incident",
                     models.ForeignKey(
                         on_delete=django.db.models.deletion.CASCADE,

@@ -21,6 +21,7 @@ from doctor.alerts import (
     DeliveryOutcome,
     alert_deliver,
     alert_text,
+    alerts_deliver_due,
     alerts_resend,
     alerts_status,
     alerts_sweep,
@@ -667,3 +668,54 @@ class TestLostTasks:
         assert alerts_resend(alert_ids=[alert.pk]) == 0  # its task is still due
         later = alert.created_at + timedelta(minutes=5)
         assert alerts_resend(alert_ids=[alert.pk], now=later) == 1
+
+    def test_a_chain_a_sweep_replaced_stops_and_the_new_one_sends(
+        self, webhook_only: AlertReceiver, django_capture_on_commit_callbacks: Any
+    ) -> None:
+        with django_capture_on_commit_callbacks(execute=False):
+            alert = Alert.objects.get(incident=halt_incident())
+        with django_capture_on_commit_callbacks(execute=False):
+            alerts_sweep(now=alert.created_at + timedelta(minutes=3))
+        alert.refresh_from_db()
+        assert alert.dispatch == 1
+        # the first task turns up after all (a slow queue): it no longer owns the alert
+        assert alert_deliver(alert.pk, dispatch=0).outcome == DeliveryOutcome.SKIPPED
+        assert webhook_only.received == []
+        assert alert_deliver(alert.pk, dispatch=1).outcome == DeliveryOutcome.SENT
+        assert len(webhook_only.received) == 1
+
+    def test_the_cron_watchdog_leaves_an_alert_waiting_out_its_back_off_alone(
+        self, webhook_only: AlertReceiver
+    ) -> None:
+        alert = Alert.objects.get(incident=halt_incident())
+        webhook_only.answer_next(503)
+        assert alert_deliver(alert.pk).outcome == DeliveryOutcome.RETRY  # back-off set
+        assert alerts_deliver_due() == {}  # not due: not even picked
+        late = alert_deliver(alert.pk, only_if_due=True)  # picked just before, due later
+        assert late.outcome == DeliveryOutcome.SKIPPED
+        alert.refresh_from_db()
+        assert alert.attempts == 1
+        assert len(webhook_only.received) == 1
+
+    def test_an_answer_received_but_not_recorded_is_recorded_not_sent_again(
+        self, webhook_only: AlertReceiver
+    ) -> None:
+        alert = Alert.objects.get(incident=halt_incident())
+        # the receiver answered 2xx, then recording it failed (the marker is all that is left)
+        redis_client().set(redis_key("alerts", "sent", str(alert.pk)), "1", ex=60)
+        try:
+            assert alert_deliver(alert.pk).outcome == DeliveryOutcome.SENT
+        finally:
+            redis_client().delete(redis_key("alerts", "sent", str(alert.pk)))
+        assert webhook_only.received == []
+        alert.refresh_from_db()
+        assert alert.status == Alert.Status.SENT
+
+    def test_the_cron_watchdog_leaves_channels_it_has_no_settings_for_to_the_workers(
+        self, webhook_only: AlertReceiver, settings: Any
+    ) -> None:
+        alert = Alert.objects.get(incident=halt_incident())
+        settings.ALERT_WEBHOOK_URL = ""  # this process lacks the setting; the workers have it
+        assert alerts_deliver_due() == {"skipped": 1}
+        alert.refresh_from_db()
+        assert alert.status == Alert.Status.PENDING

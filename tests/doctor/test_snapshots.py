@@ -249,3 +249,35 @@ def test_doctor_endpoints(client: Client, viewer_user: User) -> None:
     assert {(i["component"], i["code"]) for i in incidents} == set(
         Incident.objects.filter(resolved_at__isnull=True).values_list("component", "code")
     )
+
+
+def test_a_check_that_stays_at_warn_has_its_incident_resolved_after_the_hold() -> None:
+    state = {"status": FAIL}
+    t0 = timezone.now()
+    snapshot_store(
+        doctor_report(now=t0, checks=switchable(state)), trigger=DoctorSnapshot.Trigger.SCHEDULE
+    )
+    state["status"] = WARN
+    snapshot_store(
+        doctor_report(now=t0 + timedelta(minutes=10), checks=switchable(state)),
+        trigger=DoctorSnapshot.Trigger.SCHEDULE,
+    )
+    incident = Incident.objects.get(component="doctor", code="check-flaky")
+    assert incident.resolved_at is None  # within the hold: no flapping alerts
+    snapshot_store(
+        doctor_report(now=t0 + timedelta(minutes=20), checks=switchable(state)),
+        trigger=DoctorSnapshot.Trigger.SCHEDULE,
+    )
+    incident.refresh_from_db()
+    assert incident.resolved_at == t0 + timedelta(minutes=20)
+
+
+def test_doctor_incidents_no_check_can_resolve_are_resolved() -> None:
+    # a check since renamed, and one that no longer opens incidents of its own
+    for code in ("check-an-old-name", "check-incidents"):
+        incident_open(
+            component="doctor", code=code, severity=Incident.Severity.CRITICAL, message=code
+        )
+    state = {"status": OK}
+    snapshot_store(doctor_report(checks=switchable(state)), trigger=DoctorSnapshot.Trigger.SCHEDULE)
+    assert not Incident.objects.filter(component="doctor", resolved_at__isnull=True).exists()

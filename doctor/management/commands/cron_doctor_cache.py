@@ -35,15 +35,17 @@ class Command(BaseCommand):
             )
         except ProdWriteRefused as error:
             raise CommandError(str(error)) from None
-        snapshot = snapshot_take(trigger=DoctorSnapshot.Trigger.COMMAND)
-        self.stdout.write(
-            f"snapshot #{snapshot.pk}: {snapshot.status}, confidence {snapshot.confidence:.2f}"
-        )
-        if options["no_alerts"]:
-            return
-        # Run from the system's cron, this is the watchdog that needs neither beat nor the
-        # workers: the alerts it raised (or that wait) are sent from here.
-        outcomes = alerts_deliver_due()
-        if outcomes:
-            listed = ", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items()))
-            self.stdout.write(f"alerts: {listed}")
+        try:
+            snapshot = snapshot_take(trigger=DoctorSnapshot.Trigger.COMMAND)
+            self.stdout.write(
+                f"snapshot #{snapshot.pk}: {snapshot.status}, confidence {snapshot.confidence:.2f}"
+            )
+        finally:
+            # Run from the system's cron, this is the watchdog that needs neither beat nor the
+            # workers: the alerts raised (now or before) are sent from here, even when the
+            # snapshot itself could not be taken.
+            if not options["no_alerts"]:
+                outcomes = alerts_deliver_due()
+                if outcomes:
+                    listed = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items()))
+                    self.stdout.write(f"alerts: {listed}")
