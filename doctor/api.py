@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, permissions, serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -49,7 +49,7 @@ class ConfidenceQuerySerializer(serializers.Serializer[Any]):
 
 
 class _ReadOnly(APIView):
-    permission_classes = [permissions.IsAuthenticated]
+    """Read-only: the default ``RolePermission`` lets viewers and operators in."""
 
 
 class DoctorLatest(_ReadOnly):
@@ -87,7 +87,24 @@ class DoctorIncidents(_ReadOnly):
         return Response(incidents_open())
 
 
+class DoctorRun(APIView):
+    """Run every check now and cache the snapshot (as the schedule does; failing checks open
+    incidents). 202 with the task id to poll at /api/v1/tasks/<id>/; its result names the
+    snapshot. Operator role."""
+
+    @extend_schema(operation_id="doctor_run", request=None, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        from doctor.tasks import doctor_run_task
+
+        result = doctor_run_task.delay()
+        return Response(
+            {"task_id": result.id, "status_url": f"/api/v1/tasks/{result.id}/"},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
 urlpatterns = [
+    path("run/", DoctorRun.as_view(), name="api-doctor-run"),
     path("latest/", DoctorLatest.as_view(), name="api-doctor-latest"),
     path("confidence/", DoctorConfidence.as_view(), name="api-doctor-confidence"),
     path("incidents/", DoctorIncidents.as_view(), name="api-doctor-incidents"),

@@ -68,3 +68,14 @@ def alert_send_task(self: Task[Any, Any], alert_id: int, dispatch: int = 0) -> s
 def alerts_sweep_task() -> int:
     """Queue again the pending alerts whose task never came (the safety net under on_commit)."""
     return alerts_sweep()
+
+
+@shared_task(acks_late=True, soft_time_limit=50, time_limit=60)
+def doctor_run_task() -> dict[str, Any]:
+    """A doctor run an operator asked for (API): the snapshot's id, status and confidence
+    are the task's result, for /api/v1/tasks/<id>/."""
+    from doctor.models import DoctorSnapshot
+    from doctor.snapshots import snapshot_take
+
+    snapshot = snapshot_take(trigger=DoctorSnapshot.Trigger.API)
+    return {"snapshot": snapshot.pk, "status": snapshot.status, "confidence": snapshot.confidence}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.urls import path
-from rest_framework import permissions, serializers
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -117,7 +117,7 @@ class SnapshotSerializer(serializers.Serializer[Any]):
 
 
 class _ReadOnly(APIView):
-    permission_classes = [permissions.IsAuthenticated]
+    """Read-only: the default ``RolePermission`` lets viewers and operators in."""
 
 
 class RiskLimits(_ReadOnly):

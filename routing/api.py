@@ -7,12 +7,20 @@ from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions, status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from routing.dashboard import last_ticks, positions_with_stops, risk_status, trading_status
+from routing.dashboard import (
+    last_ticks,
+    operator_flatten,
+    operator_kill_switch,
+    operator_unhalt,
+    positions_with_stops,
+    risk_status,
+    trading_status,
+)
 from routing.health import (
     WINDOW_KEYS,
     nav_curve_summary,
@@ -30,7 +38,7 @@ NOT_COMPUTED = {"detail": "not computed yet: the router health refresh has not r
 
 
 class _ReadOnly(APIView):
-    permission_classes = [permissions.IsAuthenticated]
+    """Read-only: the default ``RolePermission`` lets viewers and operators in."""
 
 
 def _summary(window: str) -> dict[str, Any] | Response:
@@ -109,3 +117,79 @@ class LastTicks(_ReadOnly):
     @LIST
     def get(self, request: Request) -> Response:
         return Response(last_ticks())
+
+
+# --- operations: writes, operator role (RolePermission), audited ------------------------------
+
+REASON_HELP = "Why (recorded with the change and in the admin's log)."
+
+
+class KillSwitchInput(serializers.Serializer[Any]):
+    on = serializers.BooleanField(help_text="true switches trading off, false back on.")
+    reason = serializers.CharField(max_length=500, help_text=REASON_HELP)
+
+
+class UnhaltInput(serializers.Serializer[Any]):
+    reason = serializers.CharField(max_length=500, help_text=REASON_HELP)
+    rebase = serializers.BooleanField(
+        default=False, help_text="Accept the loss that caused the halt as the new baseline."
+    )
+
+
+class FlattenInput(serializers.Serializer[Any]):
+    reason = serializers.CharField(max_length=500, help_text=REASON_HELP)
+
+
+def _input(serializer: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
+    data = serializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    validated: dict[str, Any] = data.validated_data
+    return validated
+
+
+class KillSwitch(APIView):
+    """Switch the kill switch on (no new entries anywhere) or off. Operator role."""
+
+    @extend_schema(
+        operation_id="kill_switch_set",
+        request=KillSwitchInput,
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def post(self, request: Request) -> Response:
+        given = _input(KillSwitchInput, request)
+        detail = operator_kill_switch(
+            user=request.user, on=given["on"], reason=given["reason"], via="API"
+        )
+        return Response({"detail": detail, "kill_switch": given["on"]})
+
+
+class Unhalt(APIView):
+    """Lift the account's halt; 409 when trading is not halted. Operator role."""
+
+    @extend_schema(
+        operation_id="risk_unhalt", request=UnhaltInput, responses={200: OpenApiTypes.OBJECT}
+    )
+    def post(self, request: Request) -> Response:
+        given = _input(UnhaltInput, request)
+        row = operator_unhalt(
+            user=request.user, reason=given["reason"], rebase=given["rebase"], via="API"
+        )
+        return Response(
+            {"detail": "Trading resumed.", "halted": row.halted, "version": row.version}
+        )
+
+
+class Flatten(APIView):
+    """Cancel open entries and close every position (queued on the executor; runs between
+    ticks). 202 with the task id to poll at /api/v1/tasks/<id>/. Operator role."""
+
+    @extend_schema(
+        operation_id="flatten", request=FlattenInput, responses={202: OpenApiTypes.OBJECT}
+    )
+    def post(self, request: Request) -> Response:
+        given = _input(FlattenInput, request)
+        task_id = operator_flatten(user=request.user, reason=given["reason"], via="API")
+        return Response(
+            {"task_id": task_id, "status_url": f"/api/v1/tasks/{task_id}/"},
+            status=status.HTTP_202_ACCEPTED,
+        )

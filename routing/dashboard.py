@@ -15,7 +15,7 @@ from django.db.models import Subquery
 
 from doctor.models import Heartbeat
 from risk.models import RiskLimit, RiskState
-from risk.services import kill_switch_set
+from risk.services import kill_switch_set, risk_unhalt
 from routing.accounting import unrealized_pnl
 from routing.books import position_state
 from routing.health import (
@@ -156,23 +156,38 @@ def _audit(user: AbstractBaseUser | AnonymousUser, obj: Any, message: str) -> No
     )
 
 
-def operator_kill_switch(*, user: AbstractBaseUser | AnonymousUser, on: bool, reason: str) -> str:
-    """Switch the kill switch from the dashboard: recorded in the limits' history and the
-    admin's log, with who and why."""
-    limits = kill_switch_set(on=on, actor=f"{user.get_username()} (dashboard)", reason=reason)
-    _audit(user, limits, f"kill switch {'on' if on else 'off'} from the dashboard: {reason}")
+def operator_kill_switch(
+    *, user: AbstractBaseUser | AnonymousUser, on: bool, reason: str, via: str = "dashboard"
+) -> str:
+    """Switch the kill switch (dashboard or API): recorded in the limits' history and the
+    admin's log, with who, how and why."""
+    if not reason.strip():
+        raise ValueError("a reason is required to switch the kill switch")
+    limits = kill_switch_set(on=on, actor=f"{user.get_username()} ({via})", reason=reason)
+    _audit(user, limits, f"kill switch {'on' if on else 'off'} from the {via}: {reason}")
     return f"Kill switch {'on' if on else 'off'}."
 
 
-def operator_flatten(*, user: AbstractBaseUser | AnonymousUser, reason: str) -> str:
+def operator_unhalt(
+    *, user: AbstractBaseUser | AnonymousUser, reason: str, rebase: bool, via: str
+) -> RiskState:
+    """Lift the account's halt (``RiskStateConflict`` when trading is not halted), audited."""
+    row = risk_unhalt(actor=f"{user.get_username()} ({via})", note=reason, rebase=rebase)
+    _audit(user, row, f"un-halted from the {via}{' (rebased)' if rebase else ''}: {reason}")
+    return row
+
+
+def operator_flatten(
+    *, user: AbstractBaseUser | AnonymousUser, reason: str, via: str = "dashboard"
+) -> str:
     """Queue ``flatten`` on the executor queue (it runs under the executor's lock, between
-    ticks), logged in the admin's log with who and why."""
+    ticks), logged in the admin's log with who and why; returns the task id."""
     if not reason.strip():
         raise ValueError("a reason is required to flatten")
-    flatten_task.apply_async(
-        kwargs={"actor": f"{user.get_username()} (dashboard)", "reason": reason},
+    result = flatten_task.apply_async(
+        kwargs={"actor": f"{user.get_username()} ({via})", "reason": reason},
         queue="executor",
     )
     limits = RiskLimit.objects.get(symbol="")
-    _audit(user, limits, f"flatten requested from the dashboard: {reason}")
-    return "Flatten queued: open entries are cancelled and every position closed."
+    _audit(user, limits, f"flatten requested from the {via}: {reason}")
+    return str(result.id)

@@ -53,7 +53,10 @@ def flatten(request: HttpRequest) -> HttpResponse:
     reason = _confirmed(request)
     if reason is not None:
         try:
-            messages.success(request, operator_flatten(user=request.user, reason=reason))
+            operator_flatten(user=request.user, reason=reason)
+            messages.success(
+                request, "Flatten queued: open entries are cancelled and every position closed."
+            )
         except (ValueError, LookupError) as error:
             messages.error(request, str(error))
         except OperationalError as error:

@@ -6,8 +6,13 @@ from django.urls import include, path
 
 from doctor.api import HeartbeatLatestList
 from routing import api as routing_api
+from tradingsite.api import TaskStatus
 
 urlpatterns = [
+    path("tasks/<str:task_id>/", TaskStatus.as_view(), name="api-task-status"),
+    path("risk/kill-switch/", routing_api.KillSwitch.as_view(), name="api-kill-switch"),
+    path("risk/unhalt/", routing_api.Unhalt.as_view(), name="api-unhalt"),
+    path("flatten/", routing_api.Flatten.as_view(), name="api-flatten"),
     path("heartbeats/latest/", HeartbeatLatestList.as_view(), name="api-heartbeats-latest"),
     path(
         "router-health/<str:window>/",

@@ -296,11 +296,14 @@ CELERY_TASK_ALWAYS_EAGER = False
 # --- API -------------------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
+    # Token first: a request without credentials (or with a bad token) gets 401 with
+    # "WWW-Authenticate: Token"; the dashboard's own requests use the session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["tradingsite.api_policy.RolePermission"],
+    "EXCEPTION_HANDLER": "tradingsite.api_policy.api_exception_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "rest_framework.throttling.AnonRateThrottle",
         "rest_framework.throttling.UserRateThrottle",

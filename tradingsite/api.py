@@ -1,0 +1,28 @@
+"""Endpoints of the project package: the status of a task an operation started."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.result import AsyncResult
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+
+class TaskStatus(APIView):
+    """The state of a task an operation started (doctor run, flatten): PENDING (queued, or
+    unknown), STARTED, RETRY, SUCCESS (with its result) or FAILURE (with the error)."""
+
+    @extend_schema(operation_id="task_status", responses={200: OpenApiTypes.OBJECT})
+    def get(self, request: Request, task_id: str) -> Response:
+        result: AsyncResult[Any] = AsyncResult(task_id)
+        state = str(result.state)
+        body: dict[str, Any] = {"task_id": task_id, "state": state}
+        if state == "SUCCESS":
+            body["result"] = result.result
+        elif state == "FAILURE":
+            body["error"] = f"{type(result.result).__name__}: {result.result}"
+        return Response(body)
