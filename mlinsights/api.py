@@ -25,6 +25,9 @@ from mlinsights.dashboard import (
     ml_predictions_recent,
 )
 from mlinsights.models import ModelVersion
+from mlinsights.services import ModelStateInvalid, model_promote
+from mlinsights.tasks import model_retrain_task
+from tradingsite.api_policy import Conflict
 
 OBJECT = OpenApiTypes.OBJECT
 LIST = {200: {"type": "array", "items": {"type": "object"}}}
@@ -116,7 +119,42 @@ class RecentPredictions(_ReadOnly):
         )
 
 
+class ModelPromote(APIView):
+    """Promote a shadow model to active by the promotion rule (the same as the admin's): 409
+    with the reason when it does not pass, 404 when there is no such version. Operator role."""
+
+    @extend_schema(
+        operation_id="ml_model_promote", request=None, responses={200: OBJECT, **NOT_FOUND}
+    )
+    def post(self, request: Request, version: int) -> Response:
+        model = ModelVersion.objects.filter(version=version).first()
+        if model is None:
+            return Response({"detail": f"there is no model v{version}"}, status=404)
+        try:
+            model_promote(model, actor=f"{request.user.get_username()} (API)")
+        except ModelStateInvalid as error:
+            raise Conflict(str(error)) from None
+        model.refresh_from_db()
+        return Response({"detail": f"v{model.version} is active.", "state": model.state})
+
+
+class ModelTrain(APIView):
+    """Train a new shadow model now from the last ``training_days`` of bars (what the daily
+    retrain does), on the ML queue. 202 with the task id to poll at /api/v1/tasks/<id>/; its
+    result names the new version. Operator role."""
+
+    @extend_schema(operation_id="ml_train", request=None, responses={202: OBJECT})
+    def post(self, request: Request) -> Response:
+        result = model_retrain_task.delay()
+        return Response(
+            {"task_id": result.id, "status_url": f"/api/v1/tasks/{result.id}/"},
+            status=status.HTTP_202_ACCEPTED,
+        )
+
+
 urlpatterns = [
+    path("models/<int:version>/promote/", ModelPromote.as_view(), name="api-ml-promote"),
+    path("train/", ModelTrain.as_view(), name="api-ml-train"),
     path("insights/", MLInsights.as_view(), name="api-ml-insights"),
     path("insights/<int:version>/", MLInsightsOfVersion.as_view(), name="api-ml-insights-version"),
     path("models/", MLModels.as_view(), name="api-ml-models"),

@@ -33,21 +33,21 @@ def prediction_score_task(*, symbol: str, as_of: str, requested_at: str) -> None
     )
 
 
-@shared_task(
-    ignore_result=True, soft_time_limit=TRAIN_LOCK_SECONDS, time_limit=TRAIN_LOCK_SECONDS + 60
-)
-def model_retrain_task() -> None:
-    # Daily by beat (and from the admin): a new shadow model from the latest bars.
+@shared_task(soft_time_limit=TRAIN_LOCK_SECONDS, time_limit=TRAIN_LOCK_SECONDS + 60)
+def model_retrain_task() -> dict[str, object]:
+    # Daily by beat (and from the admin or the API): a new shadow model from the latest bars.
+    # The result is what /api/v1/tasks/<id>/ reports.
     with single_flight(TRAIN_LOCK, ttl_seconds=TRAIN_LOCK_SECONDS) as run:
         if not run.acquired:
             logger.warning("retrain skipped: a training is already running")
-            return
+            return {"trained": False, "reason": "a training is already running"}
         try:
             version = model_retrain()
         except TrainingInvalid as error:
             logger.error("scheduled retrain did not train: %s", error)
-            return
+            return {"trained": False, "reason": str(error)}
     logger.info("scheduled retrain registered v%s in shadow", version.version)
+    return {"trained": True, "version": version.version}
 
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)

@@ -3,11 +3,13 @@ the pages render (``routing.dashboard``, ``routing.health``), so both always agr
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +30,7 @@ from routing.health import (
     router_health_curves,
     router_health_summary,
 )
+from routing.signal_services import SignalInvalid, signal_submit
 
 WINDOW = OpenApiParameter("window", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(WINDOW_KEYS))
 OBJECT = extend_schema(responses=OpenApiTypes.OBJECT)
@@ -192,4 +195,52 @@ class Flatten(APIView):
         return Response(
             {"task_id": task_id, "status_url": f"/api/v1/tasks/{task_id}/"},
             status=status.HTTP_202_ACCEPTED,
+        )
+
+
+class SignalInput(serializers.Serializer[Any]):
+    symbol = serializers.CharField(max_length=30, help_text="A traded symbol, e.g. BTCUSDT.")
+    side = serializers.ChoiceField(choices=["BUY", "SELL"])
+    strength = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=8,
+        min_value=Decimal(0),
+        max_value=Decimal(1),
+        help_text='Conviction in [0, 1]; a string ("0.25") keeps it exact.',
+    )
+    # DRF pops declared fields off the class, so a field may share a Field attribute's name.
+    source = serializers.CharField(  # type: ignore[assignment]
+        max_length=64, help_text="Your source's name (a-z, 0-9, _ . -), not a built-in one."
+    )
+
+
+class SignalSubmit(APIView):
+    """Submit an external signal: traded by the next tick (or expired after five minutes),
+    sized and checked like every other signal. Operator role."""
+
+    @extend_schema(
+        operation_id="signal_submit", request=SignalInput, responses={201: OpenApiTypes.OBJECT}
+    )
+    def post(self, request: Request) -> Response:
+        given = _input(SignalInput, request)
+        try:
+            signal = signal_submit(
+                symbol=given["symbol"],
+                side=given["side"],
+                strength=given["strength"],
+                source=given["source"],
+            )
+        except SignalInvalid as error:
+            raise ValidationError({error.field: [str(error)]}) from None
+        return Response(
+            {
+                "id": signal.pk,
+                "created_at": signal.created_at.isoformat(),
+                "symbol": signal.symbol,
+                "side": signal.side,
+                "strength": str(signal.strength),
+                "source": signal.source,
+                "status": signal.status,
+            },
+            status=status.HTTP_201_CREATED,
         )

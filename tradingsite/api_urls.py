@@ -13,6 +13,7 @@ urlpatterns = [
     path("risk/kill-switch/", routing_api.KillSwitch.as_view(), name="api-kill-switch"),
     path("risk/unhalt/", routing_api.Unhalt.as_view(), name="api-unhalt"),
     path("flatten/", routing_api.Flatten.as_view(), name="api-flatten"),
+    path("signals/", routing_api.SignalSubmit.as_view(), name="api-signal-submit"),
     path("heartbeats/latest/", HeartbeatLatestList.as_view(), name="api-heartbeats-latest"),
     path(
         "router-health/<str:window>/",

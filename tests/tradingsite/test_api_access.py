@@ -283,3 +283,89 @@ def test_api_token_refuses_unknown_users_and_users_without_a_role(nobody: User) 
     nobody.groups.add(Group.objects.get_or_create(name="viewer")[0])
     call_command("api_token", "--user", "nora", stdout=StringIO(), stderr=StringIO())
     assert Token.objects.filter(user=nobody).exists()
+
+
+# --- signals and models --------------------------------------------------------------------
+
+
+def test_an_external_signal_is_submitted(operator_token: str, settings: Any) -> None:
+    from routing.models import Signal
+
+    settings.SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+    body = {"symbol": "BTCUSDT", "side": "BUY", "strength": "0.25", "source": "my_model"}
+    answer = token_client(operator_token).post(
+        "/api/v1/signals/", body, content_type="application/json"
+    )
+    assert answer.status_code == 201, answer.content
+    signal = Signal.objects.get(pk=answer.json()["id"])
+    assert (signal.symbol, signal.side, signal.source, signal.status) == (
+        "BTCUSDT",
+        "BUY",
+        "my_model",
+        Signal.Status.NEW,
+    )
+    assert str(signal.strength) == "0.25000000"
+    assert answer.json()["strength"] == "0.25000000"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"symbol": "DOGEUSDT"}, "symbol"),
+        ({"side": "HOLD"}, "side"),
+        ({"strength": "1.5"}, "strength"),
+        ({"strength": "-0.1"}, "strength"),
+        ({"strength": "NaN"}, "strength"),
+        ({"strength": "1e400"}, "strength"),
+        ({"source": "momentum"}, "source"),
+        ({"source": "has space"}, "source"),
+    ],
+)
+def test_a_bad_signal_is_a_400_naming_the_field_and_nothing_is_recorded(
+    operator_token: str, settings: Any, change: dict[str, str], field: str
+) -> None:
+    from routing.models import Signal
+
+    settings.SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+    body = {"symbol": "BTCUSDT", "side": "BUY", "strength": "0.5", "source": "my_model", **change}
+    answer = token_client(operator_token).post(
+        "/api/v1/signals/", body, content_type="application/json"
+    )
+    assert answer.status_code == 400, answer.content
+    assert field in answer.json()
+    assert not Signal.objects.exists()
+
+
+def test_promoting_a_model_that_does_not_pass_the_rule_is_a_409(operator_token: str) -> None:
+    from django.utils import timezone
+
+    from mlinsights.models import ModelVersion
+
+    api = token_client(operator_token)
+    assert api.post("/api/v1/ml/models/7/promote/").status_code == 404
+    ModelVersion.objects.create(
+        version=7,
+        algorithm="logistic_regression",
+        horizon_bars=15,
+        symbols=["BTCUSDT"],
+        features=["ret_1"],
+        train_start=timezone.now(),
+        train_end=timezone.now(),
+        rows=1000,
+        metrics={},
+        created_at=timezone.now(),
+        artifact="v7.joblib",
+        artifact_sha256="0" * 64,
+    )
+    refused = api.post("/api/v1/ml/models/7/promote/")
+    assert refused.status_code == 409
+    assert refused.json()["detail"]
+    assert ModelVersion.objects.get(version=7).state == ModelVersion.State.SHADOW
+
+
+def test_training_is_queued_with_a_task_to_poll(operator_token: str) -> None:
+    api = token_client(operator_token)
+    answer = api.post("/api/v1/ml/train/")
+    assert answer.status_code == 202
+    task_id = answer.json()["task_id"]
+    assert api.get(f"/api/v1/tasks/{task_id}/").json()["state"] == "PENDING"
