@@ -41,6 +41,23 @@ def kill_switch_off(
     return "Kill switch is OFF."
 
 
+@confirmed_action(
+    name="flatten",
+    title="Flatten: cancel open entries and close every position",
+    explanation=(
+        "Queued on the executor; it runs between ticks. Protective stops are replaced by "
+        "the closing orders. New entries keep coming unless the kill switch is on."
+    ),
+)
+def flatten(
+    request: HttpRequest, queryset: QuerySet[Any], reason: str, flags: dict[str, bool]
+) -> str:
+    from routing.dashboard import operator_flatten  # routing builds on risk, not the reverse
+
+    task_id = operator_flatten(user=request.user, reason=reason, via="admin")
+    return f"Flatten queued (task {task_id})."
+
+
 @admin.register(RiskLimit)
 class RiskLimitAdmin(OperatorAdminMixin, SimpleHistoryAdmin):  # type: ignore[misc]
     list_display = [
@@ -56,7 +73,7 @@ class RiskLimitAdmin(OperatorAdminMixin, SimpleHistoryAdmin):  # type: ignore[mi
     ]
     # The kill switch changes only through its actions, which ask for a reason.
     readonly_fields = ["kill_switch", "updated_at"]
-    actions = [kill_switch_on, kill_switch_off]
+    actions = [kill_switch_on, kill_switch_off, flatten]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return is_operator(request.user)

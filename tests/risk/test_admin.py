@@ -166,3 +166,51 @@ def test_an_operator_switches_the_kill_switch_with_a_reason(
     global_limits.refresh_from_db()
     assert global_limits.kill_switch
     assert global_limits.history.first().history_change_reason == "ops: exchange maintenance"
+
+
+def test_an_operator_flattens_from_the_admin_with_a_reason(
+    operator_client: Client, global_limits: RiskLimit
+) -> None:
+    from django.contrib.admin.models import LogEntry
+
+    url = "/admin/risk/risklimit/"
+    asked = operator_client.post(url, {"action": "flatten", "_selected_action": [global_limits.pk]})
+    assert "Reason (required" in asked.content.decode()
+    assert not LogEntry.objects.exists()  # nothing until confirmed
+
+    done = operator_client.post(
+        url,
+        {
+            "action": "flatten",
+            "_selected_action": [global_limits.pk],
+            "confirm": "yes",
+            "reason": "end of the strategy",
+        },
+        follow=True,
+    )
+    assert "Flatten queued (task " in done.content.decode()
+    log = LogEntry.objects.get()
+    assert log.change_message == "flatten requested from the admin: end of the strategy"
+
+
+def test_an_operator_runs_the_doctor_from_the_admin(operator_client: Client) -> None:
+    from django.contrib.admin.models import LogEntry
+    from django.utils import timezone
+
+    from doctor.models import DoctorSnapshot
+
+    snapshot = DoctorSnapshot.objects.create(
+        taken_at=timezone.now(), status="ok", confidence=1.0, checks=[]
+    )
+    done = operator_client.post(
+        "/admin/doctor/doctorsnapshot/",
+        {
+            "action": "doctor_run",
+            "_selected_action": [snapshot.pk],
+            "confirm": "yes",
+            "reason": "after the deploy",
+        },
+        follow=True,
+    )
+    assert "Doctor run queued (task " in done.content.decode()
+    assert "after the deploy" in LogEntry.objects.get().change_message
