@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.urls import path
-from rest_framework import serializers
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,7 +28,9 @@ from risk.dashboard import (
     refusals_recent,
     snapshots_recent,
 )
-from risk.models import RiskSnapshot
+from risk.models import RiskLimit, RiskSnapshot
+from risk.services import LIMIT_FIELDS, limits_write
+from tradingsite.decimals import DECIMAL_PLACES, MAX_DIGITS
 
 DECIMAL = "An exact decimal as a plain string, e.g. 1000 or 0.05."
 
@@ -158,8 +165,95 @@ class RiskSnapshots(_ReadOnly):
         return Response(SnapshotSerializer(snapshots_recent(), many=True).data)
 
 
+# --- writes (operator role) -----------------------------------------------------------------
+
+GLOBAL_TARGET = "global"
+REASON = "Why (recorded in the limits' history with who changed what)."
+
+
+def _limit_field(name: str) -> serializers.Field[Any, Any, Any, Any]:
+    model_field = RiskLimit._meta.get_field(name)
+    help_text = str(getattr(model_field, "help_text", "")) or None
+    if isinstance(model_field, models.DecimalField):
+        return serializers.DecimalField(
+            max_digits=MAX_DIGITS,
+            decimal_places=DECIMAL_PLACES,
+            required=False,
+            allow_null=True,
+            help_text=help_text,
+        )
+    return serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, help_text=help_text
+    )
+
+
+class LimitsWriteInput(serializers.Serializer[Any]):
+    """Any subset of the limits (exact decimals as strings), and why. Null clears a symbol's
+    override (the global value applies again); the global row must keep every limit."""
+
+    reason = serializers.CharField(max_length=500, help_text=REASON)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        fields.update({name: _limit_field(name) for name in LIMIT_FIELDS})
+        return fields
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(self.initial_data) - {"reason", *LIMIT_FIELDS})
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["Not a limit that can be written."] for name in unknown}
+            )
+        if not set(attrs) - {"reason"}:
+            raise serializers.ValidationError({"non_field_errors": ["Say which limits change."]})
+        return attrs
+
+
+class LimitsWrite(APIView):
+    """Change the global limits (``/risk/limits/global/``) or one traded symbol's overrides
+    (``/risk/limits/BTCUSDT/``, created when missing): validated as in the admin (400 with
+    field messages, nothing changed), recorded in the limits' history with who and why.
+    Operator role."""
+
+    @extend_schema(
+        operation_id="risk_limits_write",
+        request=LimitsWriteInput,
+        responses={200: OpenApiTypes.OBJECT},
+    )
+    def patch(self, request: Request, target: str) -> Response:
+        symbol = "" if target == GLOBAL_TARGET else target
+        if symbol and symbol not in settings.SYMBOLS:
+            raise serializers.ValidationError(
+                {"symbol": [f"{target!r} is not traded: one of {', '.join(settings.SYMBOLS)}"]}
+            )
+        given = LimitsWriteInput(data=request.data)
+        given.is_valid(raise_exception=True)
+        changes = {k: v for k, v in given.validated_data.items() if k != "reason"}
+        try:
+            row, created = limits_write(
+                symbol=symbol,
+                changes=changes,
+                actor=f"{request.user.get_username()} (API)",
+                reason=given.validated_data["reason"],
+            )
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from None
+        return Response(
+            {
+                "symbol": row.symbol or GLOBAL_TARGET,
+                "created": created,
+                "limits": {
+                    name: None if getattr(row, name) is None else str(getattr(row, name))
+                    for name in LIMIT_FIELDS
+                },
+            },
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
 urlpatterns = [
     path("risk/limits/", RiskLimits.as_view(), name="api-risk-limits"),
+    path("risk/limits/<str:target>/", LimitsWrite.as_view(), name="api-risk-limits-write"),
     path("risk/autotune/", RiskAutotune.as_view(), name="api-risk-autotune"),
     path("risk/refusals/", RiskRefusals.as_view(), name="api-risk-refusals"),
     path("risk/snapshots/", RiskSnapshots.as_view(), name="api-risk-snapshots"),

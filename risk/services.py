@@ -18,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy.typing as npt
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -26,7 +27,14 @@ from doctor.models import Incident
 from doctor.services import incident_open, incident_resolve
 from risk.autotune import AutotuneConfig, autotune_step
 from risk.limits import limits_as_dict, limits_scaled
-from risk.models import AutotuneEvent, RiskLimit, RiskSnapshot, RiskState
+from risk.models import (
+    ACCOUNT_LIMITS,
+    SYMBOL_LIMITS,
+    AutotuneEvent,
+    RiskLimit,
+    RiskSnapshot,
+    RiskState,
+)
 from risk.selectors import (
     STATE_FIELDS,
     limits_configured,
@@ -358,6 +366,37 @@ def risk_autotune(
             },
         )
     return event
+
+
+LIMIT_FIELDS = (*ACCOUNT_LIMITS, *SYMBOL_LIMITS)
+
+
+def limits_write(
+    *, symbol: str, changes: dict[str, Any], actor: str, reason: str
+) -> tuple[RiskLimit, bool]:
+    """Change the global limits (``symbol=""``) or a symbol's overrides (created when it has
+    none); validated as the admin validates them, recorded in the limits' history with who and
+    why. Raises Django's ``ValidationError`` (field messages) and changes nothing when the
+    result is not valid; the kill switch is not a limit (``kill_switch_set``).
+    Returns the row and whether it was created."""
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the limits change."})
+    unknown = sorted(set(changes) - set(LIMIT_FIELDS))
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "Not a limit that can be written."))
+    with transaction.atomic():
+        row = RiskLimit.objects.select_for_update().filter(symbol=symbol).first()
+        created = row is None
+        if row is None:
+            if not symbol:
+                raise ValidationError({"symbol": "The global limits row is missing."})
+            row = RiskLimit(symbol=symbol)
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.full_clean()
+        row._change_reason = f"{actor}: {reason}"  # type: ignore[attr-defined]
+        row.save()
+    return row, created
 
 
 def kill_switch_set(*, on: bool, actor: str, reason: str) -> RiskLimit:

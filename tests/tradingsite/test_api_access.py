@@ -26,7 +26,12 @@ from tests.conftest import Process, wait_for
 
 pytestmark = pytest.mark.django_db
 
-SAMPLE_KWARGS = {"window": "24h", "version": "1", "task_id": "no-such-task"}
+SAMPLE_KWARGS = {
+    "window": "24h",
+    "version": "1",
+    "task_id": "no-such-task",
+    "target": "global",
+}
 DENIED = {401, 403}
 
 
@@ -44,7 +49,9 @@ def api_endpoints() -> list[tuple[str, tuple[str, ...]]]:
                     route = route.replace(f"<str:{name}>", value).replace(f"<int:{name}>", value)
                 view_class = getattr(entry.callback, "view_class", None)
                 methods = tuple(
-                    m for m in ("get", "post") if view_class is not None and hasattr(view_class, m)
+                    m
+                    for m in ("get", "post", "patch")
+                    if view_class is not None and hasattr(view_class, m)
                 )
                 found.append(("/" + route, methods))
 
@@ -59,11 +66,12 @@ def api_endpoints() -> list[tuple[str, tuple[str, ...]]]:
 
 ENDPOINTS = api_endpoints()
 READS = [path for path, methods in ENDPOINTS if "get" in methods]
-WRITES = [path for path, methods in ENDPOINTS if "post" in methods]
+WRITES = [(path, method) for path, methods in ENDPOINTS for method in methods if method != "get"]
 
 
 def test_the_matrix_sees_the_endpoints() -> None:
-    assert "/api/v1/risk/kill-switch/" in WRITES
+    assert ("/api/v1/risk/kill-switch/", "post") in WRITES
+    assert ("/api/v1/risk/limits/global/", "patch") in WRITES
     assert "/api/v1/doctor/latest/" in READS
     assert len(READS) >= 20
     assert all("<" not in path for path, _ in ENDPOINTS), ENDPOINTS
@@ -92,15 +100,17 @@ def test_reading_needs_the_viewer_role(
 
 
 @pytest.mark.usefixtures("global_limits")
-@pytest.mark.parametrize("path", WRITES)
+@pytest.mark.parametrize(("path", "method"), WRITES)
 def test_writing_needs_the_operator_role(
-    path: str, client: Client, nobody: User, viewer_user: User
+    path: str, method: str, client: Client, nobody: User, viewer_user: User
 ) -> None:
     limits_before = list(RiskLimit.objects.values())
-    assert client.post(path, {}, content_type="application/json").status_code in DENIED
+    send = getattr(client, method)
+    assert send(path, {}, content_type="application/json").status_code in DENIED
+    body = {"reason": "x", "on": True, "max_leverage": "1"}
     for user in (nobody, viewer_user):
         client.force_login(user)
-        refused = client.post(path, {"reason": "x", "on": True}, content_type="application/json")
+        refused = send(path, body, content_type="application/json")
         assert refused.status_code == 403, (path, refused.status_code)
         assert "operator role" in refused.json()["detail"]
     assert list(RiskLimit.objects.values()) == limits_before
@@ -369,3 +379,66 @@ def test_training_is_queued_with_a_task_to_poll(operator_token: str) -> None:
     assert answer.status_code == 202
     task_id = answer.json()["task_id"]
     assert api.get(f"/api/v1/tasks/{task_id}/").json()["state"] == "PENDING"
+
+
+# --- limits --------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("global_limits")
+def test_limits_are_written_with_who_and_why(operator_token: str, settings: Any) -> None:
+    settings.SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+    api = token_client(operator_token)
+
+    changed = api.patch(
+        "/api/v1/risk/limits/global/",
+        {"max_leverage": "2.5", "reason": "quieter week"},
+        content_type="application/json",
+    )
+    assert changed.status_code == 200, changed.content
+    assert changed.json()["limits"]["max_leverage"] == "2.50000000"
+    row = RiskLimit.objects.get(symbol="")
+    assert str(row.max_leverage) == "2.50000000"
+    assert row.history.first().history_change_reason == "olive (API): quieter week"
+
+    override = api.patch(
+        "/api/v1/risk/limits/ETHUSDT/",
+        {"max_order_notional": "500", "reason": "thin book"},
+        content_type="application/json",
+    )
+    assert override.status_code == 201
+    assert str(RiskLimit.objects.get(symbol="ETHUSDT").max_order_notional) == "500.00000000"
+
+
+@pytest.mark.usefixtures("global_limits")
+@pytest.mark.parametrize(
+    ("target", "body", "field"),
+    [
+        ("global", {"max_leverage": "-1"}, "max_leverage"),
+        ("global", {"max_leverage": "NaN"}, "max_leverage"),
+        ("global", {"max_leverage": "1e400"}, "max_leverage"),
+        ("global", {"max_drawdown": "1.5"}, "max_drawdown"),
+        ("global", {"autotune_floor": "2"}, "autotune_floor"),
+        ("global", {"max_leverage": None}, "max_leverage"),
+        ("global", {"max_open_orders": -3}, "max_open_orders"),
+        ("global", {"kill_switch": True}, "kill_switch"),
+        ("global", {"max_order_notional": "99999999999"}, "max_order_notional"),
+        ("global", {}, "non_field_errors"),
+        ("BTCUSDT", {"max_leverage": "2"}, "max_leverage"),
+        ("DOGEUSDT", {"max_order_notional": "10"}, "symbol"),
+    ],
+)
+def test_bad_limits_are_a_400_naming_the_field_and_change_nothing(
+    operator_token: str, settings: Any, target: str, body: dict[str, Any], field: str
+) -> None:
+    settings.SYMBOLS = ["BTCUSDT", "ETHUSDT"]
+    before = list(RiskLimit.objects.values())
+    history = RiskLimit.history.count()
+    answer = token_client(operator_token).patch(
+        f"/api/v1/risk/limits/{target}/",
+        {**body, "reason": "test"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 400, answer.content
+    assert field in answer.json(), answer.json()
+    assert list(RiskLimit.objects.values()) == before
+    assert RiskLimit.history.count() == history
