@@ -5,6 +5,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from rest_framework.authtoken import admin as _drf_token_admin  # noqa: F401 - registers first
+from rest_framework.authtoken.models import TokenProxy
 
 from tradingsite.admin_actions import OperatorAdminMixin, ReadOnlyAdmin
 from tradingsite.firestore import outbox_requeue
@@ -94,3 +96,10 @@ class OutboxDrainStateAdmin(OperatorAdminMixin, ReadOnlyAdmin):
         "last_success_at",
         "last_pruned_at",
     ]
+
+
+# API tokens are secrets, and a token's primary key is its key: DRF's admin would print it in
+# every list, link and checkbox. Tokens are managed with `manage.py api_token` (which shows a
+# key once; --revoke removes one), never in the admin.
+if admin.site.is_registered(TokenProxy):
+    admin.site.unregister(TokenProxy)

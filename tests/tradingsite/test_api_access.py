@@ -283,6 +283,13 @@ def test_api_token_creates_once_and_rotates(operator_user: User, viewer_user: Us
         == 403
     )
 
+    out = StringIO()
+    call_command("api_token", "--user", "vera", "--revoke", stdout=out)
+    assert "revoked" in out.getvalue()
+    assert token_client(second).get("/api/v1/status/").status_code == 401
+    with pytest.raises(CommandError, match="has no token"):
+        call_command("api_token", "--user", "vera", "--revoke")
+
 
 def test_api_token_refuses_unknown_users_and_users_without_a_role(nobody: User) -> None:
     with pytest.raises(CommandError, match="no user 'ghost'"):

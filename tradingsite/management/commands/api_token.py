@@ -12,20 +12,31 @@ from tradingsite.accounts import is_operator, is_viewer
 
 class Command(BaseCommand):
     help = (
-        "Create a user's API token (printed once: keep it secret) or, with --rotate, replace "
-        "it. The token carries the user's role: viewer reads, operator also writes."
+        "Create a user's API token (printed once: keep it secret), replace it (--rotate) or "
+        "delete it (--revoke). The token carries the user's role: viewer reads, operator also "
+        "writes."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--user", required=True, help="The username.")
-        parser.add_argument(
+        action = parser.add_mutually_exclusive_group()
+        action.add_argument(
             "--rotate", action="store_true", help="Replace the user's token (the old one stops)."
+        )
+        action.add_argument(
+            "--revoke", action="store_true", help="Delete the user's token (it stops at once)."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = get_user_model().objects.filter(username=options["user"]).first()
         if user is None:
             raise CommandError(f"no user {options['user']!r}")
+        if options["revoke"]:
+            deleted, _ = Token.objects.filter(user=user).delete()
+            if not deleted:
+                raise CommandError(f"{user.get_username()!r} has no token")
+            self.stdout.write(f"token of {user.get_username()} revoked")
+            return
         if not user.is_active:
             raise CommandError(f"user {user.get_username()!r} is not active")
         if not is_viewer(user):
