@@ -69,3 +69,55 @@ def is_operator(user: object) -> bool:
     if getattr(user, "is_superuser", False) and getattr(user, "is_active", False):
         return True
     return _in_group(user, OPERATOR_GROUP)
+
+
+# --- login throttling ------------------------------------------------------------------------
+#
+# Failed logins are counted per username and per client address in Redis (shared by every web
+# process); past the limit the login page refuses to check passwords for a while, so a
+# password cannot be guessed at speed. A successful login clears its username's count.
+
+LOGIN_FAILURES_PER_USER = 5
+LOGIN_FAILURES_PER_ADDRESS = 30  # an office behind one address has many people
+LOGIN_LOCKOUT_SECONDS = 15 * 60
+
+
+def _login_keys(*, username: str, address: str) -> list[str]:
+    from tradingsite.redisconn import redis_key
+
+    return [
+        redis_key("login-failures", "user", username.strip().lower()[:150]),
+        redis_key("login-failures", "address", address[:64]),
+    ]
+
+
+def login_locked_for(*, username: str, address: str) -> int:
+    """Seconds until this username or address may try again (0: it may try now)."""
+    from tradingsite.redisconn import redis_client
+
+    client = redis_client()
+    limits = (LOGIN_FAILURES_PER_USER, LOGIN_FAILURES_PER_ADDRESS)
+    waits = [
+        int(client.ttl(key))
+        for key, limit in zip(_login_keys(username=username, address=address), limits, strict=True)
+        if int(client.get(key) or 0) >= limit
+    ]
+    return max([wait for wait in waits if wait > 0], default=0)
+
+
+def login_failure_record(*, username: str, address: str) -> None:
+    from tradingsite.redisconn import redis_client
+
+    pipeline = redis_client().pipeline()
+    for key in _login_keys(username=username, address=address):
+        pipeline.incr(key)
+        pipeline.expire(key, LOGIN_LOCKOUT_SECONDS)
+    pipeline.execute()
+
+
+def login_failures_clear(*, username: str, address: str = "") -> None:
+    """Forget the failures of ``username`` (after it logged in), and of ``address`` if given."""
+    from tradingsite.redisconn import redis_client
+
+    user_key, address_key = _login_keys(username=username, address=address)
+    redis_client().delete(*([user_key, address_key] if address else [user_key]))

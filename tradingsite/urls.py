@@ -7,14 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from routing import views as routing_views
 from tradingsite.metrics import metrics_view
-from tradingsite.views import TABS, DashboardTabView, healthz, readyz
+from tradingsite.views import TABS, DashboardTabView, ThrottledLoginView, healthz, readyz
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     # No trailing slash: Prometheus' default metrics_path, answered without a redirect.
     path("metrics", metrics_view, name="metrics"),
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("tradingsite.api_urls")),

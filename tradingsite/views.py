@@ -3,8 +3,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.generic import TemplateView
@@ -13,7 +14,12 @@ from doctor.dashboard import doctor_context
 from mlinsights.dashboard import ml_insights_context
 from risk.dashboard import risk_tab_context
 from routing.dashboard import overview_context, router_health_context
-from tradingsite.accounts import is_operator
+from tradingsite.accounts import (
+    is_operator,
+    login_failure_record,
+    login_failures_clear,
+    login_locked_for,
+)
 from tradingsite.health import readiness
 
 TABS = (
@@ -40,6 +46,36 @@ def readyz(request: HttpRequest) -> JsonResponse:
         {"status": "ready" if ready else "unavailable", "checks": [asdict(p) for p in probes]},
         status=200 if ready else 503,
     )
+
+
+class ThrottledLoginView(auth_views.LoginView):
+    """Django's login, refusing to check passwords for a while after repeated failures of one
+    username or from one address (429 with Retry-After, said on the page)."""
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        username = request.POST.get("username", "")
+        address = request.META.get("REMOTE_ADDR", "")
+        wait = login_locked_for(username=username, address=address)
+        if wait:
+            # The password is not even looked at: a fresh, unbound form and the reason.
+            message = f"Too many failed logins: try again in {max(1, -(-wait // 60))} minute(s)."
+            form = self.get_form_class()(request=self.request)
+            context = self.get_context_data(form=form, locked_out=message)
+            response = self.render_to_response(context, status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        login_failure_record(
+            username=self.request.POST.get("username", ""),
+            address=self.request.META.get("REMOTE_ADDR", ""),
+        )
+        return super().form_invalid(form)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        login_failures_clear(username=form.get_user().get_username())
+        return super().form_valid(form)
 
 
 class DashboardTabView(LoginRequiredMixin, TemplateView):

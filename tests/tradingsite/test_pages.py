@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -122,3 +124,46 @@ def test_the_admin_lists_heartbeats_and_incidents(
         ],
     ]:
         assert client.get(path).status_code == 200, path
+
+
+@pytest.fixture
+def no_login_failures() -> Iterator[None]:
+    from tradingsite.accounts import login_failures_clear
+
+    login_failures_clear(username="vera", address="127.0.0.1")
+    yield
+    login_failures_clear(username="vera", address="127.0.0.1")
+
+
+@pytest.mark.usefixtures("no_login_failures")
+def test_repeated_failed_logins_lock_the_username_for_a_while(
+    client: Client, viewer_user: User
+) -> None:
+    from tradingsite.accounts import LOGIN_FAILURES_PER_USER
+
+    for _ in range(LOGIN_FAILURES_PER_USER):
+        assert client.post("/login/", {"username": "vera", "password": "guess"}).status_code == 200
+    # Now even the right password is not checked.
+    locked = client.post("/login/", {"username": "vera", "password": "a-long-secret-2"})
+    assert locked.status_code == 429
+    assert 0 < int(locked["Retry-After"]) <= 15 * 60
+    assert "Too many failed logins" in locked.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.usefixtures("no_login_failures")
+def test_a_successful_login_clears_the_count(client: Client, viewer_user: User) -> None:
+    from tradingsite.accounts import LOGIN_FAILURES_PER_USER
+
+    for _ in range(LOGIN_FAILURES_PER_USER - 1):
+        client.post("/login/", {"username": "vera", "password": "guess"})
+    assert (
+        client.post("/login/", {"username": "vera", "password": "a-long-secret-2"}).status_code
+        == 302
+    )
+    client.logout()
+    client.post("/login/", {"username": "vera", "password": "guess"})
+    assert (
+        client.post("/login/", {"username": "vera", "password": "a-long-secret-2"}).status_code
+        == 302
+    )
