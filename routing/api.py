@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from routing.api_records import SignalList
 from routing.dashboard import (
     last_ticks,
     operator_flatten,
@@ -214,9 +215,10 @@ class SignalInput(serializers.Serializer[Any]):
     )
 
 
-class SignalSubmit(APIView):
-    """Submit an external signal: traded by the next tick (or expired after five minutes),
-    sized and checked like every other signal. Operator role."""
+class SignalSubmit(SignalList):
+    """GET: the signals, newest first (cursor pages; filters symbol, source, status, since,
+    until). POST: submit an external signal, traded by the next tick (or expired after five
+    minutes), sized and checked like every other signal (operator role)."""
 
     @extend_schema(
         operation_id="signal_submit", request=SignalInput, responses={201: OpenApiTypes.OBJECT}

@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from doctor.api import HeartbeatLatestList
 from routing import api as routing_api
+from routing import api_records as routing_records
 from tradingsite.api import TaskStatus
 
 urlpatterns = [
@@ -13,7 +14,11 @@ urlpatterns = [
     path("risk/kill-switch/", routing_api.KillSwitch.as_view(), name="api-kill-switch"),
     path("risk/unhalt/", routing_api.Unhalt.as_view(), name="api-unhalt"),
     path("flatten/", routing_api.Flatten.as_view(), name="api-flatten"),
-    path("signals/", routing_api.SignalSubmit.as_view(), name="api-signal-submit"),
+    path("signals/", routing_api.SignalSubmit.as_view(), name="api-signals"),
+    path("orders/", routing_records.OrderList.as_view(), name="api-orders"),
+    path("orders/export.csv", routing_records.OrderExport.as_view(), name="api-orders-export"),
+    path("fills/", routing_records.FillList.as_view(), name="api-fills"),
+    path("fills/export.csv", routing_records.FillExport.as_view(), name="api-fills-export"),
     path("heartbeats/latest/", HeartbeatLatestList.as_view(), name="api-heartbeats-latest"),
     path(
         "router-health/<str:window>/",
