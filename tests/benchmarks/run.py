@@ -26,6 +26,7 @@ MODULES = (
     "tests.benchmarks.bench_ml",
     "tests.benchmarks.bench_ml_scoring",
     "tests.benchmarks.bench_firestore",
+    "tests.benchmarks.bench_api_lists",
 )
 
 
