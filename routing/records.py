@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
 
 import django_filters
+from rest_framework.exceptions import ValidationError
 
 from routing.models import Fill, Order, Signal
 
@@ -64,6 +65,21 @@ SIGNAL_COLUMNS: Final = (
 )
 
 
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):  # type: ignore[misc]
+    """An ISO 8601 time in any offset, compared in UTC: an offset PostgreSQL cannot store
+    (beyond +-15:59) or a time that leaves the calendar in UTC is a 400, not a database error."""
+
+    def filter(self, qs: Any, value: datetime | None) -> Any:
+        if value is not None:
+            try:
+                value = value.astimezone(UTC)
+            except (OverflowError, ValueError):
+                raise ValidationError(
+                    {self.field_name: ["This time is out of range once in UTC."]}
+                ) from None
+        return super().filter(qs, value)
+
+
 class _Filters(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
     symbol = django_filters.CharFilter(
         field_name="symbol", lookup_expr="iexact", help_text="A traded symbol, e.g. BTCUSDT."
@@ -75,10 +91,10 @@ class OrderFilter(_Filters):
         field_name="signal__source", help_text="The signal source that asked for the order."
     )
     status = django_filters.ChoiceFilter(choices=Order.Status.choices)
-    since = django_filters.IsoDateTimeFilter(
+    since = UtcDateTimeFilter(
         field_name="decided_at", lookup_expr="gte", help_text="Decided at or after (ISO 8601)."
     )
-    until = django_filters.IsoDateTimeFilter(
+    until = UtcDateTimeFilter(
         field_name="decided_at", lookup_expr="lt", help_text="Decided before (ISO 8601)."
     )
 
@@ -91,10 +107,10 @@ class FillFilter(_Filters):
     source = django_filters.CharFilter(
         field_name="signal__source", help_text="The signal source whose order filled."
     )
-    since = django_filters.IsoDateTimeFilter(
+    since = UtcDateTimeFilter(
         field_name="filled_at", lookup_expr="gte", help_text="Filled at or after (ISO 8601)."
     )
-    until = django_filters.IsoDateTimeFilter(
+    until = UtcDateTimeFilter(
         field_name="filled_at", lookup_expr="lt", help_text="Filled before (ISO 8601)."
     )
 
@@ -106,10 +122,10 @@ class FillFilter(_Filters):
 class SignalFilter(_Filters):
     source = django_filters.CharFilter(field_name="source")
     status = django_filters.ChoiceFilter(choices=Signal.Status.choices)
-    since = django_filters.IsoDateTimeFilter(
+    since = UtcDateTimeFilter(
         field_name="created_at", lookup_expr="gte", help_text="Created at or after (ISO 8601)."
     )
-    until = django_filters.IsoDateTimeFilter(
+    until = UtcDateTimeFilter(
         field_name="created_at", lookup_expr="lt", help_text="Created before (ISO 8601)."
     )
 

@@ -46,10 +46,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
     """DRF's handler, plus the services' own refusals in the same shape."""
     from rest_framework.views import exception_handler
 
-    from risk.services import RiskStateConflict
+    from risk.services import RiskStateConflict, RiskStateUnavailable
     from tradingsite.guard import ProdWriteRefused
 
-    if isinstance(exc, RiskStateConflict):
+    if isinstance(exc, RiskStateConflict | RiskStateUnavailable):
         exc = Conflict(str(exc))
     elif isinstance(exc, ProdWriteRefused):
         return Response({"detail": str(exc)}, status=status.HTTP_403_FORBIDDEN)

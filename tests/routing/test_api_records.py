@@ -137,3 +137,13 @@ def test_the_orders_export_follows_the_filters(viewer: Client, records: list[Fil
     rows = parse_csv(streamed(viewer.get("/api/v1/orders/export.csv?source=my_model")))
     assert [row["client_order_id"] for row in rows] == ["ts-4", "ts-1"]
     assert {row["status"] for row in rows} == {"filled"}
+
+
+def test_time_filters_in_any_offset_compare_in_utc(viewer: Client, records: list[Fill]) -> None:
+    # 12:03 UTC written as 21:03 at +09:00, and an offset PostgreSQL could not store
+    answer = viewer.get("/api/v1/fills/", {"since": "2026-05-04T21:03:00+09:00"})
+    assert [f["venue_trade_id"] for f in answer.json()["results"]] == ["t-5", "t-4", "t-3"]
+    odd = viewer.get("/api/v1/fills/", {"since": "2026-05-04T12:00:00-16:44"})
+    assert odd.status_code == 200
+    out_of_range = viewer.get("/api/v1/fills/", {"since": "0001-01-01T00:00:00+15:00"})
+    assert out_of_range.status_code == 400
