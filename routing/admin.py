@@ -9,12 +9,18 @@ from django.http import HttpRequest
 from routing.models import (
     CashFlow,
     Fill,
+    FillAttribution,
+    FundingPayment,
+    HealthCell,
     Instrument,
     MarketBar,
     NavPoint,
     Order,
+    PaperAccount,
     Position,
+    RouterHealthSummary,
     Signal,
+    SignalPosition,
     SignalSource,
 )
 from routing.reconcile import symbol_unhalt
@@ -121,3 +127,57 @@ class SignalSourceAdmin(OperatorAdminMixin, admin.ModelAdmin[SignalSource]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return is_operator(request.user)
+
+
+# --- records the services write: inspectable, never edited by hand ---------------------------
+
+
+@admin.register(FundingPayment)
+class FundingPaymentAdmin(ReadOnlyAdmin):
+    list_display = ["at", "symbol", "amount", "venue_id"]
+    list_filter = ["symbol"]
+    search_fields = ["symbol", "venue_id"]
+    date_hierarchy = "at"
+
+
+@admin.register(SignalPosition)
+class SignalPositionAdmin(ReadOnlyAdmin):
+    """Each signal source's virtual position per symbol (router health attributes fills to
+    them)."""
+
+    list_display = ["source", "symbol", "quantity", "entry_price", "realized_pnl", "fees"]
+    list_filter = ["source", "symbol"]
+    search_fields = ["source", "symbol"]
+
+
+@admin.register(FillAttribution)
+class FillAttributionAdmin(ReadOnlyAdmin):
+    """A fill's share per signal source."""
+
+    list_display = ["filled_at", "source", "symbol", "side", "quantity", "price", "realized_pnl"]
+    list_filter = ["source", "symbol", "side", "closing"]
+    search_fields = ["source", "symbol", "fill__venue_trade_id"]
+    date_hierarchy = "filled_at"
+    list_select_related = ["fill"]
+
+
+@admin.register(HealthCell)
+class HealthCellAdmin(ReadOnlyAdmin):
+    """Router health's per-period sums (rebuilt by router_health_rebuild)."""
+
+    list_display = ["start", "period_seconds", "source", "symbol"]
+    list_filter = ["period_seconds", "source", "symbol"]
+    search_fields = ["source", "symbol"]
+
+
+@admin.register(RouterHealthSummary)
+class RouterHealthSummaryAdmin(ReadOnlyAdmin):
+    list_display = ["key", "computed_at"]
+
+
+@admin.register(PaperAccount)
+class PaperAccountAdmin(ReadOnlyAdmin):
+    """The paper venue's book (orders, positions, balance) as the executor saved it."""
+
+    list_display = ["name", "version", "updated_at"]
+    search_fields = ["name"]

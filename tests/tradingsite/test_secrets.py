@@ -117,3 +117,16 @@ def test_an_alert_that_fails_records_and_logs_no_secret(
     assert not leaked(errors, secrets_set), leaked(errors, secrets_set)
     logs = "\n".join(record.getMessage() for record in caplog.records)
     assert not leaked(logs, secrets_set), leaked(logs, secrets_set)
+
+
+def test_every_model_is_in_the_admin() -> None:
+    """Every record is inspectable (history tables are shown through their model's history)."""
+    from django.apps import apps
+
+    missing = [
+        f"{model._meta.app_label}.{model.__name__}"
+        for app in ("tradingsite", "risk", "routing", "mlinsights", "doctor")
+        for model in apps.get_app_config(app).get_models()
+        if model not in admin.site._registry and not model.__name__.startswith("Historical")
+    ]
+    assert missing == []
