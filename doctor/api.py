@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
 from django.db.models import QuerySet
 from django.urls import path
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
@@ -15,9 +17,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from doctor.dashboard import EMPTY_HINT, doctor_latest, incidents_open
-from doctor.models import Heartbeat
+from doctor.models import DoctorSnapshot, Heartbeat, Incident
 from doctor.selectors import heartbeats_latest
 from doctor.snapshots import HISTORY_HOURS_DEFAULT, HISTORY_HOURS_MAX, confidence_series
+from tradingsite.api import NewestFirst
 
 
 class HeartbeatSerializer(serializers.ModelSerializer[Heartbeat]):
@@ -103,7 +106,59 @@ class DoctorRun(APIView):
         )
 
 
+class SnapshotSerializer(serializers.ModelSerializer[DoctorSnapshot]):
+    class Meta:
+        model = DoctorSnapshot
+        fields = ["id", "taken_at", "status", "confidence", "duration_ms", "trigger", "checks"]
+
+
+class IncidentSerializer(serializers.ModelSerializer[Incident]):
+    class Meta:
+        model = Incident
+        fields = [
+            "id",
+            "component",
+            "code",
+            "severity",
+            "message",
+            "occurrences",
+            "opened_at",
+            "last_seen_at",
+            "resolved_at",
+        ]
+
+
+class IncidentFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-filter is untyped
+    open = django_filters.BooleanFilter(
+        field_name="resolved_at", lookup_expr="isnull", help_text="true: only open incidents."
+    )
+
+    class Meta:
+        model = Incident
+        fields = ["component", "severity", "open"]
+
+
+class SnapshotList(generics.ListAPIView[DoctorSnapshot]):
+    """Every cached doctor snapshot, newest first (cursor pages; kept 30 days)."""
+
+    serializer_class = SnapshotSerializer
+    pagination_class = NewestFirst
+    queryset = DoctorSnapshot.objects.all()
+
+
+class IncidentList(generics.ListAPIView[Incident]):
+    """Every incident, newest first (cursor pages), filtered by component, severity, open."""
+
+    serializer_class = IncidentSerializer
+    pagination_class = NewestFirst
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = IncidentFilter
+    queryset = Incident.objects.all()
+
+
 urlpatterns = [
+    path("snapshots/", SnapshotList.as_view(), name="api-doctor-snapshots"),
+    path("incidents/all/", IncidentList.as_view(), name="api-doctor-incidents-all"),
     path("run/", DoctorRun.as_view(), name="api-doctor-run"),
     path("latest/", DoctorLatest.as_view(), name="api-doctor-latest"),
     path("confidence/", DoctorConfidence.as_view(), name="api-doctor-confidence"),

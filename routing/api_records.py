@@ -12,7 +12,6 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 
 from routing.models import Fill, Order, Signal
@@ -26,19 +25,9 @@ from routing.records import (
     fill_row,
     order_row,
 )
+from tradingsite.api import NewestFirst
 
 
-class NewestFirst(CursorPagination):
-    """Stable pages over a growing table: a cursor, not an offset, so rows added meanwhile
-    never shift a page."""
-
-    ordering = "-id"
-    page_size = 100
-    page_size_query_param = "page_size"
-    max_page_size = 1000
-
-
-# DRF pops declared fields off the class, so a field may share a Field attribute's name.
 class OrderSerializer(serializers.ModelSerializer[Order]):
     source = serializers.CharField(  # type: ignore[assignment]
         source="signal.source", default="", read_only=True

@@ -1,4 +1,5 @@
-"""Endpoints of the project package: the status of a task an operation started."""
+"""What the apps' endpoints share (the cursor pagination of long lists) and the endpoint of
+the project package: the status of a task an operation started."""
 
 from __future__ import annotations
 
@@ -7,9 +8,23 @@ from typing import Any
 from celery.result import AsyncResult
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+
+class NewestFirst(CursorPagination):
+    """Stable pages over a growing table: a cursor, not an offset, so rows added meanwhile
+    never shift a page."""
+
+    ordering = "-id"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+# DRF pops declared fields off the class, so a field may share a Field attribute's name.
 
 
 class TaskStatus(APIView):

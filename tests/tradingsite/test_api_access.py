@@ -449,3 +449,48 @@ def test_bad_limits_are_a_400_naming_the_field_and_change_nothing(
     assert field in answer.json(), answer.json()
     assert list(RiskLimit.objects.values()) == before
     assert RiskLimit.history.count() == history
+
+
+# --- doctor lists and CSRF ------------------------------------------------------------------
+
+
+def test_doctor_snapshots_and_incidents_are_listed(viewer_user: User) -> None:
+    from django.utils import timezone
+
+    from doctor.services import incident_open, incident_resolve
+
+    for n in range(3):
+        DoctorSnapshot.objects.create(
+            taken_at=timezone.now(), status="ok", confidence=n / 2, checks=[]
+        )
+    incident_open(component="venue", code="a", severity=Incident.Severity.WARNING, message="a")
+    incident_open(component="risk", code="b", severity=Incident.Severity.CRITICAL, message="b")
+    incident_resolve(component="venue", code="a")
+    api = Client()
+    api.force_login(viewer_user)
+
+    snapshots = api.get("/api/v1/doctor/snapshots/?page_size=2").json()
+    assert [s["confidence"] for s in snapshots["results"]] == [1.0, 0.5]
+    assert snapshots["next"]
+    open_only = api.get("/api/v1/doctor/incidents/all/?open=true").json()["results"]
+    assert [(i["component"], i["code"]) for i in open_only] == [("risk", "b")]
+    everything = api.get("/api/v1/doctor/incidents/all/").json()["results"]
+    assert {i["code"] for i in everything} == {"a", "b"}
+
+
+@pytest.mark.usefixtures("global_limits")
+def test_session_writes_need_the_csrf_token(operator_user: User) -> None:
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(operator_user)
+    refused = browser.post(
+        "/api/v1/risk/kill-switch/", {"on": True, "reason": "x"}, content_type="application/json"
+    )
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["detail"]
+    assert RiskLimit.objects.get(symbol="").kill_switch is False
+    # A token is not a cookie: no CSRF token needed (and none possible to forge).
+    key = Token.objects.create(user=operator_user).key
+    scripted = Client(enforce_csrf_checks=True, HTTP_AUTHORIZATION=f"Token {key}")
+    body = {"on": True, "reason": "x"}
+    allowed = scripted.post("/api/v1/risk/kill-switch/", body, content_type="application/json")
+    assert allowed.status_code == 200
