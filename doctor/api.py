@@ -106,7 +106,7 @@ class DoctorRun(APIView):
         )
 
 
-class SnapshotSerializer(serializers.ModelSerializer[DoctorSnapshot]):
+class DoctorSnapshotSerializer(serializers.ModelSerializer[DoctorSnapshot]):
     class Meta:
         model = DoctorSnapshot
         fields = ["id", "taken_at", "status", "confidence", "duration_ms", "trigger", "checks"]
@@ -141,7 +141,7 @@ class IncidentFilter(django_filters.FilterSet):  # type: ignore[misc]  # django-
 class SnapshotList(generics.ListAPIView[DoctorSnapshot]):
     """Every cached doctor snapshot, newest first (cursor pages; kept 30 days)."""
 
-    serializer_class = SnapshotSerializer
+    serializer_class = DoctorSnapshotSerializer
     pagination_class = NewestFirst
     queryset = DoctorSnapshot.objects.all()
 

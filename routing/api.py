@@ -31,6 +31,7 @@ from routing.health import (
     router_health_curves,
     router_health_summary,
 )
+from routing.models import Side
 from routing.signal_services import SignalInvalid, signal_submit
 
 WINDOW = OpenApiParameter("window", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(WINDOW_KEYS))
@@ -201,7 +202,7 @@ class Flatten(APIView):
 
 class SignalInput(serializers.Serializer[Any]):
     symbol = serializers.CharField(max_length=30, help_text="A traded symbol, e.g. BTCUSDT.")
-    side = serializers.ChoiceField(choices=["BUY", "SELL"])
+    side = serializers.ChoiceField(choices=Side.choices)
     strength = serializers.DecimalField(
         max_digits=12,
         decimal_places=8,
