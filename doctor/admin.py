@@ -3,12 +3,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from doctor.alerts import alerts_resend
 from doctor.models import Alert, DoctorSnapshot, Heartbeat, Incident
+from tradingsite.accounts import audit_log
 from tradingsite.admin_actions import OperatorAdminMixin, ReadOnlyAdmin, confirmed_action
 
 
@@ -89,16 +89,9 @@ def doctor_run(
 ) -> str:
     from doctor.tasks import doctor_run_task
 
-    user_id = request.user.pk
-    if user_id is None:
-        raise ValueError("only a logged-in person can do this")
     result = doctor_run_task.delay()
-    LogEntry.objects.log_actions(
-        user_id=user_id,
-        queryset=list(queryset[:1]),
-        action_flag=CHANGE,
-        change_message=f"doctor run requested from the admin: {reason}",
-    )
+    for snapshot in queryset[:1]:
+        audit_log(request.user, snapshot, f"doctor run requested from the admin: {reason}")
     return f"Doctor run queued (task {result.id}); its snapshot appears here when done."
 
 

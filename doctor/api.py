@@ -20,7 +20,7 @@ from doctor.dashboard import EMPTY_HINT, doctor_latest, incidents_open
 from doctor.models import DoctorSnapshot, Heartbeat, Incident
 from doctor.selectors import heartbeats_latest
 from doctor.snapshots import HISTORY_HOURS_DEFAULT, HISTORY_HOURS_MAX, confidence_series
-from tradingsite.api import NewestFirst
+from tradingsite.api import NewestFirst, task_accepted
 
 
 class HeartbeatSerializer(serializers.ModelSerializer[Heartbeat]):
@@ -100,10 +100,7 @@ class DoctorRun(APIView):
         from doctor.tasks import doctor_run_task
 
         result = doctor_run_task.delay()
-        return Response(
-            {"task_id": result.id, "status_url": f"/api/v1/tasks/{result.id}/"},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return task_accepted(result.id)
 
 
 class DoctorSnapshotSerializer(serializers.ModelSerializer[DoctorSnapshot]):

@@ -27,6 +27,7 @@ from mlinsights.dashboard import (
 from mlinsights.models import ModelVersion
 from mlinsights.services import ModelStateInvalid, model_promote
 from mlinsights.tasks import model_retrain_task
+from tradingsite.api import task_accepted
 from tradingsite.api_policy import Conflict
 
 OBJECT = OpenApiTypes.OBJECT
@@ -146,10 +147,7 @@ class ModelTrain(APIView):
     @extend_schema(operation_id="ml_train", request=None, responses={202: OBJECT})
     def post(self, request: Request) -> Response:
         result = model_retrain_task.delay()
-        return Response(
-            {"task_id": result.id, "status_url": f"/api/v1/tasks/{result.id}/"},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return task_accepted(result.id)
 
 
 urlpatterns = [

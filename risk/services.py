@@ -255,7 +255,7 @@ def _after_change(
             actor=actor,
             note=note,
         )
-    risk_state_mirror()
+    risk_state_mirror(row)
     live_push(event="risk.state", data={**payload, "effective_limits": row.effective_limits})
 
 

@@ -33,6 +33,7 @@ from routing.health import (
 )
 from routing.models import Side
 from routing.signal_services import SignalInvalid, signal_submit
+from tradingsite.api import task_accepted
 
 WINDOW = OpenApiParameter("window", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(WINDOW_KEYS))
 OBJECT = extend_schema(responses=OpenApiTypes.OBJECT)
@@ -194,10 +195,7 @@ class Flatten(APIView):
     def post(self, request: Request) -> Response:
         given = _input(FlattenInput, request)
         task_id = operator_flatten(user=request.user, reason=given["reason"], via="API")
-        return Response(
-            {"task_id": task_id, "status_url": f"/api/v1/tasks/{task_id}/"},
-            status=status.HTTP_202_ACCEPTED,
-        )
+        return task_accepted(task_id)
 
 
 class SignalInput(serializers.Serializer[Any]):

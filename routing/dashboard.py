@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Subquery
 
@@ -31,6 +30,7 @@ from routing.health import (
 )
 from routing.models import Order, Position
 from routing.tasks import flatten_task
+from tradingsite.accounts import audit_log
 
 LIVE_STOP = (Order.Status.OPEN, Order.Status.PARTIALLY_FILLED)
 LAST_TICKS = 10
@@ -144,18 +144,6 @@ def router_health_context(window: str) -> dict[str, Any]:
 # --- Operators' controls ---------------------------------------------------------------------
 
 
-def _audit(user: AbstractBaseUser | AnonymousUser, obj: Any, message: str) -> None:
-    if user.pk is None:
-        raise ValueError("only a logged-in person can do this")
-    LogEntry.objects.log_actions(
-        user_id=user.pk,
-        queryset=[obj],
-        action_flag=CHANGE,
-        change_message=message,
-        single_object=True,
-    )
-
-
 def operator_kill_switch(
     *, user: AbstractBaseUser | AnonymousUser, on: bool, reason: str, via: str = "dashboard"
 ) -> str:
@@ -164,7 +152,7 @@ def operator_kill_switch(
     if not reason.strip():
         raise ValueError("a reason is required to switch the kill switch")
     limits = kill_switch_set(on=on, actor=f"{user.get_username()} ({via})", reason=reason)
-    _audit(user, limits, f"kill switch {'on' if on else 'off'} from the {via}: {reason}")
+    audit_log(user, limits, f"kill switch {'on' if on else 'off'} from the {via}: {reason}")
     return f"Kill switch {'on' if on else 'off'}."
 
 
@@ -173,7 +161,7 @@ def operator_unhalt(
 ) -> RiskState:
     """Lift the account's halt (``RiskStateConflict`` when trading is not halted), audited."""
     row = risk_unhalt(actor=f"{user.get_username()} ({via})", note=reason, rebase=rebase)
-    _audit(user, row, f"un-halted from the {via}{' (rebased)' if rebase else ''}: {reason}")
+    audit_log(user, row, f"un-halted from the {via}{' (rebased)' if rebase else ''}: {reason}")
     return row
 
 
@@ -189,5 +177,5 @@ def operator_flatten(
         queue="executor",
     )
     limits = RiskLimit.objects.get(symbol="")
-    _audit(user, limits, f"flatten requested from the {via}: {reason}")
+    audit_log(user, limits, f"flatten requested from the {via}: {reason}")
     return str(result.id)

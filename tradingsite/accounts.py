@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -62,6 +63,22 @@ def _in_group(user: object, name: str) -> bool:
         return False
     groups = getattr(user, "groups", None)
     return groups is not None and bool(groups.filter(name=name).exists())
+
+
+def audit_log(user: object, obj: Any, message: str) -> None:
+    """Record what a person did to ``obj`` in the admin's log (who, when, why)."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    user_id = getattr(user, "pk", None)
+    if user_id is None:
+        raise ValueError("only a logged-in person can do this")
+    LogEntry.objects.log_actions(
+        user_id=user_id,
+        queryset=[obj],
+        action_flag=CHANGE,
+        change_message=message,
+        single_object=True,
+    )
 
 
 def is_operator(user: object) -> bool:

@@ -8,6 +8,7 @@ from typing import Any
 from celery.result import AsyncResult
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,6 +26,14 @@ class NewestFirst(CursorPagination):
 
 
 # DRF pops declared fields off the class, so a field may share a Field attribute's name.
+
+
+def task_accepted(task_id: str) -> Response:
+    """202 for an operation that runs as a task: its id and where to poll it."""
+    return Response(
+        {"task_id": task_id, "status_url": f"/api/v1/tasks/{task_id}/"},
+        status=status.HTTP_202_ACCEPTED,
+    )
 
 
 class TaskStatus(APIView):

@@ -100,10 +100,11 @@ def position_document(position: Position) -> Document:
 # (after the database's rounding), never an in-memory value that differs from it.
 
 
-def risk_state_mirror() -> None:
-    row = RiskState.objects.order_by("pk").first()
-    if row is not None:
-        enqueue(RISK_STATE, RISK_STATE_ID, risk_state_document(row))
+def risk_state_mirror(row: RiskState) -> None:
+    """``row`` as sealed: the risk services refresh it from the database before they call
+    this (``risk.services._seal``), so it is what the database holds without reading it again
+    on every tick."""
+    enqueue(RISK_STATE, RISK_STATE_ID, risk_state_document(row))
 
 
 def nav_mirror() -> None:
