@@ -10,6 +10,7 @@ from typing import Any
 
 from doctor.models import DoctorSnapshot, Incident
 from tradingsite.outbox import enqueue
+from tradingsite.replaydb import replay_active
 
 INCIDENTS = "incidents"
 DOCTOR = "doctor"
@@ -30,6 +31,8 @@ def incident_document(incident: Incident) -> dict[str, Any]:
 
 
 def incident_mirror(incident: Incident) -> None:
+    if replay_active() is not None:  # a replay's incidents stay in its own database
+        return
     enqueue(INCIDENTS, str(incident.pk), incident_document(incident))
 
 

@@ -12,6 +12,7 @@ from doctor.alerts import alerts_queue
 from doctor.mirror import incident_mirror
 from doctor.models import Alert, Heartbeat, Incident
 from tradingsite.live import live_push
+from tradingsite.replaydb import replay_active
 
 HEARTBEAT_RETENTION = timedelta(days=3)
 
@@ -113,6 +114,10 @@ def incident_resolve(*, component: str, code: str, at: datetime | None = None) -
 
 def _incident_changed(incident: Incident, event: Alert.Event) -> None:
     """Inside the change's transaction: mirror the incident and queue its alerts (one per
-    channel for its opening, one for its recovery; more occurrences alert no one again)."""
+    channel for its opening, one for its recovery; more occurrences alert no one again).
+    A replay's incidents (``tradingsite.replaydb``) stay in its own database: no mirror, no
+    alert."""
+    if replay_active() is not None:
+        return
     incident_mirror(incident)
     alerts_queue(incident, event)

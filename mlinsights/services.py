@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from celery import current_app
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 from sklearn.inspection import permutation_importance
 
@@ -647,6 +647,57 @@ def scoring_request(*, symbols: Sequence[str], at: datetime) -> int:
     except Exception:  # scoring is an extra: the tick's trading must go on without it
         logger.exception("could not queue ML scoring; the tick carries on")
     return queued
+
+
+def replay_model_as_of(at: datetime) -> ModelVersion | None:
+    """In a replay's database (``routing.replay``): make the model that was active in live at
+    ``at`` the only one not retired, so it alone is scored and traded, as it was then. Only a
+    model whose training window ended before the bar just closed qualifies (no look-ahead:
+    a model can never have seen the bar it scores). Returns it (None: no model then)."""
+    bar_open = at - timedelta(seconds=BAR_SECONDS)
+    then = (
+        ModelVersion.objects.filter(
+            promoted_at__isnull=False,
+            promoted_at__lte=at,
+            created_at__lte=at,
+            train_end__lte=bar_open,
+        )
+        .filter(Q(retired_at__isnull=True) | Q(retired_at__gt=at))
+        .order_by("-promoted_at")
+        .first()
+    )
+    current = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).first()
+    if current != then:
+        with transaction.atomic():
+            ModelVersion.objects.exclude(state=ModelVersion.State.RETIRED).update(
+                state=ModelVersion.State.RETIRED
+            )
+            if then is not None:
+                ModelVersion.objects.filter(pk=then.pk).update(state=ModelVersion.State.ACTIVE)
+    if then is not None:
+        then.state = ModelVersion.State.ACTIVE
+    return then
+
+
+def replay_scoring(*, symbols: Sequence[str], at: datetime) -> int:
+    """The replay's scoring step: each symbol's bar just closed by ``at`` scored now, in the
+    tick (simulated time stands still while it runs), by the model of that moment; its
+    ``scored_at`` is ``at``, never before the bar closed. Returns how many were made."""
+    if replay_model_as_of(at) is None:
+        return 0
+    made = 0
+    for symbol in symbols:
+        newest = (
+            MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=at)
+            .order_by("-open_time")
+            .values_list("close_time", flat=True)
+            .first()
+        )
+        if newest is not None:
+            made += len(
+                predictions_score(symbol=symbol, as_of=newest, requested_at=at, now=lambda: at)
+            )
+    return made
 
 
 def _scoring_queue(*, client: Any, symbol: str, at: datetime) -> bool:

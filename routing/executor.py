@@ -25,7 +25,7 @@ import numpy as np
 from django.db import transaction
 
 from doctor.services import heartbeat_record
-from mlinsights.services import scoring_request
+from mlinsights.services import replay_scoring, scoring_request
 from risk.autotune import finite_returns, realised_volatility
 from risk.checks import pretrade_check
 from risk.limits import OrderIntent, Side
@@ -58,6 +58,7 @@ VOL_WINDOW = 60  # closed bars for realised volatility
 TARGET_VOL = 0.002  # per-bar volatility one signal's position may add to the account
 MAX_FRACTION = Decimal("0.5")  # notional / NAV per signal position
 AUTOTUNE_RETURNS = 240  # NAV points the autotuner looks back over
+LIVE = "live"
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class TickContext:
     clock: Callable[[], datetime]
     venue: Venue
     symbols: tuple[str, ...]
-    run: str = "live"
+    run: str = LIVE  # or "replay-<id>" (``routing.replay``)
 
 
 @dataclass
@@ -158,10 +159,11 @@ def step_market_data(ctx: TickContext) -> int:
 
 
 def step_ml_score(ctx: TickContext) -> int:
-    """Queue scoring of the newest closed bars on the ML queue (once per bar; never waits for
-    it: the ML source uses the prediction on a later tick, while it is fresh)."""
-    if ctx.run != "live":
-        return 0
+    """Live: queue scoring of the newest closed bars on the ML queue (once per bar; never
+    waits for it: the ML source uses the prediction on a later tick, while it is fresh).
+    Replay: score them now with the model of that moment (``replay_scoring``)."""
+    if ctx.run != LIVE:
+        return replay_scoring(symbols=ctx.symbols, at=ctx.clock())
     return scoring_request(symbols=ctx.symbols, at=ctx.clock())
 
 

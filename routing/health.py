@@ -52,6 +52,7 @@ from tradingsite.display import number_text
 from tradingsite.live import live_push
 from tradingsite.locks import single_flight
 from tradingsite.redisconn import redis_client, redis_key
+from tradingsite.replaydb import replay_active
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,10 @@ def attribution_as_dict(row: FillAttribution) -> dict[str, Any]:
 def health_refresh_soon() -> None:
     """Queue a refresh (after new fills); a refresh already running covers it, and beat's
     minute refresh covers a lost message. Never waits on a broker that is down (no publish
-    retries, no result): the books are already committed, the page catches up later."""
+    retries, no result): the books are already committed, the page catches up later. A
+    replay's fills are ingested by the replay itself (``routing.replay``)."""
+    if replay_active() is not None:
+        return
     try:
         current_app.send_task(
             REFRESH_TASK, queue="default", expires=60, retry=False, ignore_result=True
@@ -511,6 +515,12 @@ def router_health_refresh(*, now: datetime | None = None) -> RefreshReport:
 
 
 MAX_ROUNDS = 3
+
+
+def router_health_recompute(*, now: datetime) -> int:
+    """One refresh without the live refresh's lock: for a replay's own database, where
+    nothing else refreshes (``routing.replay``)."""
+    return _refresh_once(now)
 
 
 def _refresh_once(moment: datetime) -> int:

@@ -489,3 +489,53 @@ class RouterHealthSummary(models.Model):
 
     def __str__(self) -> str:
         return f"router health {self.key} at {self.computed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ReplayRun(models.Model):
+    """One replay of the executor over stored bars (``routing.replay``). The run's own orders,
+    fills, NAV and router health live in its own database (``tradingsite.replaydb``), never
+    beside the live rows; this row is what the live side knows of it: what was asked, how far
+    it got and what it found."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "queued"
+        RUNNING = "running", "running"
+        INTERRUPTED = "interrupted", "interrupted"
+        FAILED = "failed", "failed"
+        DONE = "done", "done"
+
+    symbols = models.JSONField(help_text="Symbols replayed, in order.")
+    start = models.DateTimeField(help_text="First bar close replayed (inclusive).")
+    end = models.DateTimeField(help_text="Last bar close replayed (inclusive).")
+    settings = models.JSONField(
+        default=dict, help_text="Starting NAV, fees, slippage and what was copied from live."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    created_by = models.CharField(max_length=150)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    storage = models.CharField(max_length=255, blank=True, help_text="Schema or file name.")
+    bars_total = models.PositiveIntegerField(default=0, help_text="Decision points (bar closes).")
+    bars_done = models.PositiveIntegerField(default=0)
+    cursor = models.DateTimeField(
+        null=True, blank=True, help_text="Last bar close decided on (a resumed run goes on after)."
+    )
+    bars_per_second = models.FloatField(default=0)
+    summary = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    stop_requested = models.BooleanField(
+        default=False, help_text="An operator asked the run to stop after its current chunk."
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(end__gte=F("start")), name="replayrun_ordered"),
+        ]
+
+    def __str__(self) -> str:
+        return (
+            f"replay {self.pk} {','.join(self.symbols)} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+        )

@@ -741,13 +741,20 @@ class PaperVenue:
         return max(tick, ticks * tick)
 
     def _take(self, order: _Order) -> None:
-        """Fill a marketable order at the first price after the decision (one more step)."""
-        step = self._source.next_step(order.symbol, after_ms=self._tapes[order.symbol].last_step_ms)
-        if step is None:  # replay ran out of bars: nothing to trade against
-            self._close(order, VenueStatus.EXPIRED, order.time_ms)
-            return
-        # The order itself must not be filled by this step as if it had been resting.
-        self._apply_step(order.symbol, step, taking=order.venue_order_id)
+        """Fill a marketable order at the first price after the decision: one more step, or
+        the step an earlier order of the same moment already took (every order decided at
+        one time fills at the same first price after it, in live paper as in replay)."""
+        tape = self._tapes[order.symbol]
+        if tape.last_step_ms > order.time_ms:
+            step = _Step(tape.last_step_ms, tape.price)
+        else:
+            taken = self._source.next_step(order.symbol, after_ms=tape.last_step_ms)
+            if taken is None:  # replay ran out of bars: nothing to trade against
+                self._close(order, VenueStatus.EXPIRED, order.time_ms)
+                return
+            step = taken
+            # The order itself must not be filled by this step as if it had been resting.
+            self._apply_step(order.symbol, step, taking=order.venue_order_id)
         price = self._slipped(order.symbol, order.side, step.price)
         if order.type == "LIMIT" and not self._limit_reached(order.side, order.price, price):
             return  # the market moved away: it rests like any limit order

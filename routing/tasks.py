@@ -16,6 +16,7 @@ from routing.executor import TickContext, executor_tick
 from routing.health import health_cells_prune, router_health_refresh
 from routing.protection import flatten
 from routing.reconcile import reconcile
+from routing.replay import replay_start
 from routing.runtime import venue_session
 from routing.venues import Venue
 from tradingsite.locks import single_flight
@@ -118,3 +119,14 @@ def flatten_task(self: Task, *, actor: str, reason: str) -> None:  # type: ignor
     # is never dropped: while a tick holds the lock it is tried again every few seconds.
     if flatten_run(actor=actor, reason=reason) is None:
         raise self.retry(countdown=3)
+
+
+REPLAY_SECONDS = 12 * 3600
+
+
+@shared_task(ignore_result=True, soft_time_limit=REPLAY_SECONDS, time_limit=REPLAY_SECONDS + 60)
+def replay_task(*, run_id: int) -> None:
+    # On the ML queue (never beside a tick), acknowledged on receipt: a lost worker leaves the
+    # run at its last chunk, to be resumed, instead of the message starting it again. One
+    # process per run at a time (a lock).
+    replay_start(run_id)

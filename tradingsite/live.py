@@ -19,6 +19,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from tradingsite.redisconn import redis_client, redis_key
+from tradingsite.replaydb import replay_active
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,11 @@ def live_push(*, event: str, data: dict[str, Any], group: str = DASHBOARD_GROUP)
     """Push ``event`` once the transaction commits.
 
     ``event`` is ``"<app>.<what>"`` (e.g. ``"doctor.heartbeat"``); the dashboard consumer has a
-    handler of the same name (``doctor_heartbeat``) for each event it forwards.
+    handler of the same name (``doctor_heartbeat``) for each event it forwards. Nothing is
+    pushed from a replay's database (``tradingsite.replaydb``): a replay is not live news.
     """
+    if replay_active() is not None:
+        return
     transaction.on_commit(lambda: _send(event=event, data=data, group=group))
 
 

@@ -44,6 +44,7 @@ from risk.selectors import state_payload, values_from_row
 from routing.models import NavPoint, Position
 from tradingsite.decimals import quantize
 from tradingsite.outbox import enqueue, payload_normalised
+from tradingsite.replaydb import replay_active
 
 Document = dict[str, Any]
 
@@ -104,16 +105,22 @@ def risk_state_mirror(row: RiskState) -> None:
     """``row`` as sealed: the risk services refresh it from the database before they call
     this (``risk.services._seal``), so it is what the database holds without reading it again
     on every tick."""
+    if replay_active() is not None:
+        return
     enqueue(RISK_STATE, RISK_STATE_ID, risk_state_document(row))
 
 
 def nav_mirror() -> None:
+    if replay_active() is not None:
+        return
     point = NavPoint.objects.order_by("-at", "-id").first()
     if point is not None:
         enqueue(NAV, NAV_LATEST, nav_document(point))
 
 
 def position_mirror(*, symbol: str) -> None:
+    if replay_active() is not None:
+        return
     row = Position.objects.filter(symbol=symbol).first()
     if row is not None:
         enqueue(POSITIONS, symbol, position_document(row))
@@ -155,6 +162,8 @@ def prediction_mirror(*, model_version_id: int, symbol: str) -> None:
     The newest, not the one just written: scoring an older bar late must not roll the mirror
     back.
     """
+    if replay_active() is not None:
+        return
     latest = prediction_latest(model_version_id=model_version_id, symbol=symbol)
     if latest is None:
         return

@@ -11,6 +11,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
 
 from tradingsite.models import OutboxEntry
+from tradingsite.replaydb import replay_active
 
 # Firestore ids: no "/", not "." or "..", not __reserved__, at most 1,500 bytes.
 _RESERVED_ID = re.compile(r"__.*__")
@@ -36,6 +37,8 @@ def enqueue(collection: str, doc_id: str, payload: dict[str, Any]) -> OutboxEntr
     """
     if not connection.in_atomic_block:
         raise OutboxError("enqueue() must be called inside the transaction of the change")
+    if replay_active() is not None:  # the mirrors skip replays; this catches one that did not
+        raise OutboxError("a replay's database is never mirrored to Firestore")
     _check_id("collection", collection)
     _check_id("doc_id", doc_id)
     if not isinstance(payload, dict):

@@ -281,6 +281,7 @@ CELERY_ENABLE_UTC = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "routing.tasks.executor_*": {"queue": "executor"},
+    "routing.tasks.replay_task": {"queue": "ml"},
     "mlinsights.tasks.*": {"queue": "ml"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = 60

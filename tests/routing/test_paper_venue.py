@@ -107,12 +107,20 @@ class TestMarketOrders:
         assert state.average_price == worse(next_price, Side.SELL, Decimal("5"))
         assert state.average_price < next_price
 
-    def test_each_market_order_takes_the_following_step(self) -> None:
-        venue = paper(Clock(), slippage_bps=Decimal(0))
+    def test_orders_decided_at_one_moment_all_fill_at_the_first_price_after_it(self) -> None:
+        clock = Clock()
+        venue = paper(clock, slippage_bps=Decimal(0))
         reference = reference_market()
         first = venue.submit(market("a", Side.BUY, "0.002"))
-        second = venue.submit(market("b", Side.BUY, "0.002"))
-        assert [first.average_price, second.average_price] == reference.path("BTCUSDT", steps=2)
+        second = venue.submit(market("b", Side.SELL, "0.002"))
+        # the second order is not filled at a later step because the first one came first
+        assert first.average_price == second.average_price == reference.advance("BTCUSDT")
+        # an order decided after that step meets the one after it
+        clock.tick(STEP_MS)
+        third = venue.submit(market("c", Side.BUY, "0.002"))
+        assert third.average_price == reference.advance("BTCUSDT")
+        times = [trade.time_ms for trade in venue.trades(symbol="BTCUSDT", since_ms=0)]
+        assert times == [T0 + STEP_MS, T0 + STEP_MS, T0 + 2 * STEP_MS]
 
     def test_the_fee_is_the_notional_times_the_taker_fee(self) -> None:
         venue = paper(Clock(), taker_fee=Decimal("0.0004"))
