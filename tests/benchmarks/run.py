@@ -27,6 +27,7 @@ MODULES = (
     "tests.benchmarks.bench_ml_scoring",
     "tests.benchmarks.bench_firestore",
     "tests.benchmarks.bench_api_lists",
+    "tests.benchmarks.bench_replay",
 )
 
 
