@@ -652,19 +652,24 @@ def scoring_request(*, symbols: Sequence[str], at: datetime) -> int:
 def replay_model_as_of(at: datetime) -> ModelVersion | None:
     """In a replay's database (``routing.replay``): make the model that was active in live at
     ``at`` the only one not retired, so it alone is scored and traded, as it was then. Only a
-    model whose training window ended before the bar just closed qualifies (no look-ahead:
-    a model can never have seen the bar it scores). Returns it (None: no model then)."""
+    model whose training window ended before the bar just closed qualifies — labels included
+    (``train_end`` is the last labelled bar; its label looked ``horizon_bars`` further) — so a
+    model never scores a bar its training saw. Returns it (None: no model then)."""
     bar_open = at - timedelta(seconds=BAR_SECONDS)
-    then = (
+    candidates = (
         ModelVersion.objects.filter(
-            promoted_at__isnull=False,
-            promoted_at__lte=at,
-            created_at__lte=at,
-            train_end__lte=bar_open,
+            promoted_at__isnull=False, promoted_at__lte=at, created_at__lte=at
         )
         .filter(Q(retired_at__isnull=True) | Q(retired_at__gt=at))
         .order_by("-promoted_at")
-        .first()
+    )
+    then = next(
+        (
+            version
+            for version in candidates
+            if version.train_end + timedelta(seconds=BAR_SECONDS * version.horizon_bars) <= bar_open
+        ),
+        None,
     )
     current = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).first()
     if current != then:

@@ -62,6 +62,7 @@ class Decision:
     status: str  # the signal's status, or the order's for an order without a signal
     reason: str  # why it did not trade, when it did not
     quantity: Decimal = ZERO  # filled, unsigned
+    signed: Decimal = ZERO  # filled, + bought / - sold (an order may go against its signal)
     notional: Decimal = ZERO
     fee: Decimal = ZERO
     filled_at: datetime | None = None  # the first fill
@@ -75,10 +76,6 @@ class Decision:
     @property
     def price(self) -> Decimal | None:
         return self.notional / self.quantity if self.quantity else None
-
-    @property
-    def signed(self) -> Decimal:
-        return self.quantity if self.key[2] == "BUY" else -self.quantity
 
 
 @dataclass(frozen=True)
@@ -125,6 +122,7 @@ def _side(run: ReplayRun) -> Side:
         decision.order_id = order.pk
         for fill in sorted(order.fills.all(), key=lambda f: (f.filled_at, f.pk)):
             decision.quantity += fill.quantity
+            decision.signed += fill.quantity if fill.side == "BUY" else -fill.quantity
             decision.notional += fill.quantity * fill.price
             decision.fee += fill.fee
             decision.filled_at = decision.filled_at or fill.filled_at
@@ -192,12 +190,12 @@ class Report:
             "run": self.run_id,
             "live_trading": self.live_trading,
             "marks": self.marks,
-            "live_pnl": str(quantize(self.live_pnl)),
-            "replay_pnl": str(quantize(self.replay_pnl)),
-            "gap": str(quantize(gap)),
+            "live_pnl": _text(self.live_pnl),
+            "replay_pnl": _text(self.replay_pnl),
+            "gap": _text(gap),
             "causes": {
                 name: {
-                    "pnl": str(quantize(value)),
+                    "pnl": _text(value),
                     "share": float(value / gap) if gap else None,
                 }
                 for name, value in self.causes.items()
@@ -250,7 +248,7 @@ def _seconds(later: datetime | None, earlier: datetime) -> float | None:
 
 
 def _text(value: Decimal | None) -> str:
-    return "" if value is None else str(quantize(value))
+    return "" if value is None else f"{quantize(value):f}"
 
 
 def divergence_report(run: ReplayRun) -> Report:
@@ -279,7 +277,7 @@ def divergence_report(run: ReplayRun) -> Report:
         bps: float | None = None
         if left and right and left.price is not None and right.price is not None:
             raw = (left.price - right.price) / right.price * 10_000
-            bps = float(raw if side == "BUY" else -raw)  # > 0: live's price was worse
+            bps = float(raw if left.signed > 0 else -raw)  # > 0: live's price was worse
         rows.append(
             {
                 "cause": cause,
@@ -303,8 +301,8 @@ def divergence_report(run: ReplayRun) -> Report:
                 "replay_fill_delay_s": _seconds(right.filled_at, right.bar) if right else None,
                 "live_fee": _text(left.fee) if left else "",
                 "replay_fee": _text(right.fee) if right else "",
-                "pnl_gap": str(quantize(sum(parts.values(), ZERO))),
-                **{f"{name}_pnl": str(quantize(parts.get(name, ZERO))) for name in CAUSES},
+                "pnl_gap": _text(sum(parts.values(), ZERO)),
+                **{f"{name}_pnl": _text(parts.get(name, ZERO)) for name in CAUSES},
             }
         )
 

@@ -377,6 +377,9 @@ class _Tape:
     next_funding_ms: int
     bar: _OpenBar | None = None
     bars: list[VenueBar] = field(default_factory=list)
+    # The decision time of the order that took the last step (its price is that moment's
+    # first price after the decision); not saved: a moment never spans two sessions.
+    taken_for_ms: int | None = None
 
 
 def _increase(position: Decimal, side: Side, quantity: Decimal) -> Decimal:
@@ -745,7 +748,7 @@ class PaperVenue:
         the step an earlier order of the same moment already took (every order decided at
         one time fills at the same first price after it, in live paper as in replay)."""
         tape = self._tapes[order.symbol]
-        if tape.last_step_ms > order.time_ms:
+        if tape.taken_for_ms == order.time_ms and tape.last_step_ms >= order.time_ms:
             step = _Step(tape.last_step_ms, tape.price)
         else:
             taken = self._source.next_step(order.symbol, after_ms=tape.last_step_ms)
@@ -755,6 +758,7 @@ class PaperVenue:
             step = taken
             # The order itself must not be filled by this step as if it had been resting.
             self._apply_step(order.symbol, step, taking=order.venue_order_id)
+            tape.taken_for_ms = order.time_ms
         price = self._slipped(order.symbol, order.side, step.price)
         if order.type == "LIMIT" and not self._limit_reached(order.side, order.price, price):
             return  # the market moved away: it rests like any limit order

@@ -68,6 +68,7 @@ WARMUP = timedelta(hours=24)  # bars before the start the first decisions see (<
 CHUNK_BARS = 250  # ticks per transaction
 MAX_BARS = 60 * 24 * 400  # decision points per run (about 13 months of one-minute bars)
 BAR = timedelta(minutes=1)
+BAR_MS = 60_000
 DEFAULT_SLIPPAGE_BPS = Decimal("2")
 DEFAULT_NAV = Decimal("10000")
 FEE_DEFAULTS = {"taker_fee": Decimal("0.0005"), "maker_fee": Decimal("0.0002")}
@@ -143,6 +144,19 @@ def replay_create(
         ).exists():
             raise ReplayInvalid(
                 "symbols", f"no stored {BAR_INTERVAL} bars of {symbol} in that period"
+            )
+        if (
+            MarketBar.objects.filter(
+                symbol=symbol, interval=BAR_INTERVAL, close_time__gte=start - WARMUP
+            )
+            .filter(close_time__lte=end)
+            .exclude(close_time=F("open_time") + timedelta(milliseconds=BAR_MS - 1))
+            .exists()
+        ):
+            raise ReplayInvalid(
+                "symbols",
+                f"stored {symbol} bars in that period are not one-minute klines (a close must "
+                "be 59.999 s after its open, as Binance's)",
             )
     live_nav = _live_nav_at(start)
     nav = _decimal_setting(initial_nav, "initial_nav", live_nav or DEFAULT_NAV)
@@ -261,6 +275,15 @@ def _bars(run: ReplayRun) -> dict[str, list[VenueBar]]:
                 "open_time", "close_time", "open", "high", "low", "close", "volume"
             ).iterator(chunk_size=5000)
         ]
+        odd = next(
+            (b for b in bars[symbol] if b.close_time_ms - b.open_time_ms != BAR_MS - 1), None
+        )
+        if odd is not None:
+            raise ReplayInvalid(
+                "symbols",
+                f"a stored {symbol} bar opening at {odd.open_time_ms} ms is not a one-minute "
+                "kline (its close must be 59.999 s after its open, as Binance's)",
+            )
     return bars
 
 
@@ -305,7 +328,7 @@ def replay_execute(
     *,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-    chunk_bars: int = CHUNK_BARS,
+    chunk_bars: int | None = None,
 ) -> ReplayRun:
     """Run (or resume) ``run`` to its end; returns it done. Raises ``ReplayInterrupted`` when
     ``should_stop`` says so between chunks (or on KeyboardInterrupt): the run is left
@@ -318,7 +341,9 @@ def replay_execute(
         logger.warning("replay %s was left running (its worker stopped): resuming", run.pk)
     _set_status(run, status=ReplayRun.Status.RUNNING, error="", started_at=timezone.now())
     try:
-        _execute(run, progress=progress, should_stop=should_stop, chunk_bars=chunk_bars)
+        _execute(
+            run, progress=progress, should_stop=should_stop, chunk_bars=chunk_bars or CHUNK_BARS
+        )
     except (KeyboardInterrupt, ReplayInterrupted):
         _set_status(run, status=ReplayRun.Status.INTERRUPTED)
         raise ReplayInterrupted(f"replay {run.pk} interrupted at {run.cursor}") from None

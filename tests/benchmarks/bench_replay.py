@@ -10,11 +10,13 @@ in a fixed past month (whatever the benchmark database held of BTCUSDT 1m bars t
 replaced, and the rows are deleted at the end).
 
 1. The replay: ``replay_create`` + ``replay_start`` over those bars with the enabled signal
-   sources at their default params (momentum and mean reversion; the ML source is on but has
-   no model of that time), a starting NAV of 10,000, the default 2 bps slippage and taker fee
-   0.0005, and the global limits at their install defaults. Timed end to end (the run's
-   schema made and filled, the bars read, every tick, the router health at the end), once.
-   The run's schema and row are dropped afterwards.
+   sources at their default params (momentum and mean reversion; the ML source, as the
+   database has it, finds no model of that time), a starting NAV of 10,000, the default
+   2 bps slippage and taker fee 0.0005, and the global limits at their install defaults.
+   Timed end to end (the run's schema made and filled, the bars read, every tick, the router
+   health at the end), once.
+   The run's schema and row are dropped afterwards. INFO logging is off while it runs (each
+   source logs its decision on every bar).
 2. The baseline, in the same run on the same bars: backtesting.py running a momentum rule in
    the spirit of ``routing.signals.Momentum`` with its default params (the sign of the
    ``lookback``-bar log return when it is at least ``threshold`` times the one-bar volatility
@@ -35,6 +37,7 @@ interrupted benchmark (its actor is ``ACTOR``) is dropped first.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -44,6 +47,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -217,10 +221,11 @@ def _sandbox() -> Iterator[None]:
 # --- 1. the replay -------------------------------------------------------------------------
 
 
-def _replay(count: int) -> tuple[float, Any]:
-    """Wall-clock seconds of ``replay_start`` over ``count`` bars from ``START``, and the run."""
+def _replay(count: int) -> tuple[float, Any, list[float]]:
+    """Wall-clock seconds of ``replay_start`` over ``count`` bars from ``START``, the run, and
+    the rate of each chunk of ticks (bars/s, as the run reports its progress)."""
     from routing.models import ReplayRun
-    from routing.replay import replay_create, replay_start
+    from routing.replay import ReplayProgress, replay_create, replay_start
 
     run = replay_create(
         start=START,
@@ -232,9 +237,20 @@ def _replay(count: int) -> tuple[float, Any]:
     )
     if run.bars_total != count:
         raise RuntimeError(f"the replay counts {run.bars_total} bars, {count} were stored")
-    started = time.perf_counter()
-    done = replay_start(run.pk)
-    seconds = time.perf_counter() - started
+    rates: list[float] = []
+
+    def progress(step: ReplayProgress) -> None:
+        rates.append(step.bars_per_second)
+
+    # Two INFO lines per bar (each source's decision) would flood the benchmark's output.
+    disabled = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        started = time.perf_counter()
+        done = replay_start(run.pk, progress=progress)
+        seconds = time.perf_counter() - started
+    finally:
+        logging.disable(disabled)
     if done is None:
         raise RuntimeError(f"replay {run.pk} is locked by another process")
     run.refresh_from_db()
@@ -242,13 +258,13 @@ def _replay(count: int) -> tuple[float, Any]:
         raise RuntimeError(
             f"replay {run.pk} ended {run.status} after {run.bars_done} of {count} bars: {run.error}"
         )
-    return seconds, run
+    return seconds, run, rates
 
 
 # --- 2. the baseline: backtesting.py -------------------------------------------------------
 
 
-def _momentum_ratio(close: Any, lookback: int, vol_window: int) -> np.ndarray[Any, Any]:
+def _momentum_ratio(close: Any, lookback: int, vol_window: int) -> npt.NDArray[np.float64]:
     """``routing.signals.Momentum``'s ratio at every bar: the ``lookback``-bar log return over
     the one-bar log-return standard deviation of the last ``vol_window`` bars x
     sqrt(lookback); NaN until ``max(lookback, vol_window) + 1`` bars are there."""
@@ -257,7 +273,9 @@ def _momentum_ratio(close: Any, lookback: int, vol_window: int) -> np.ndarray[An
     log_close = pd.Series(np.log(np.asarray(close, dtype=np.float64)))
     trend = log_close.diff(lookback)
     sigma = log_close.diff().rolling(vol_window).std(ddof=1)
-    ratio = (trend / (sigma * np.sqrt(lookback))).to_numpy()
+    ratio: npt.NDArray[np.float64] = (trend / (sigma * np.sqrt(lookback))).to_numpy(
+        dtype=np.float64
+    )
     ratio[: max(lookback, vol_window)] = np.nan
     return ratio
 
@@ -324,7 +342,7 @@ def run() -> list[dict[str, Any]]:
     with _live_pushes(), _sandbox():
         _bars_store(bars)
         try:
-            replay_seconds, replay = _replay(count)
+            replay_seconds, replay, rates = _replay(count)
         finally:
             _bars_delete(bars)
     baseline_seconds, stats = _baseline(frame)
@@ -333,6 +351,12 @@ def run() -> list[dict[str, Any]]:
     month = 30 * 1440 / replay_rate / 60
     summary = replay.summary
     days = f"{count / 1440:g} day{'' if count == 1440 else 's'}"
+    chunks = (
+        f"; its chunks of ticks ran at {rates[0]:,.1f} bars/s first, {rates[-1]:,.1f} last, "
+        f"{min(rates):,.1f} to {max(rates):,.1f}"
+        if len(rates) > 1
+        else ""
+    )
     name = (
         f"replay of {days} of 1-minute bars of one symbol ({count:,} bars + {WARMUP_BARS:,} "
         f"warm-up; {replay_rate:,.1f} bars/s), per bar"
@@ -342,14 +366,14 @@ def run() -> list[dict[str, Any]]:
         f"momentum source on the same bars ({baseline_rate:,.0f} bars/s), per bar"
     )
     note = (
-        f"replay: {count:,} bars of {SYMBOL} ({days}, seeded synthetic GARCH path) in "
-        f"{replay_seconds:.1f} s end to end, {replay_rate:,.1f} bars/s (the run's own ticks "
-        f"alone: {float(summary.get('seconds', 0.0)):.1f} s); at that rate a 30-day month takes "
-        f"{month:.1f} min (goal ≤ {GOAL_MINUTES} min, ≥ {GOAL_BARS_PER_SECOND:.0f} bars/s: "
-        f"{'met' if met else 'not met'}). Its sources (momentum, mean reversion at default "
-        f"params; no ML model of that time) made {summary.get('signals', 0)} signals, "
+        f"replay: {count:,} bars of {SYMBOL} ({days}, seeded synthetic GARCH path), one run, "
+        f"{replay_seconds:.1f} s end to end: {replay_rate:,.1f} bars/s (the run's ticks alone "
+        f"{float(summary.get('seconds', 0.0)):.1f} s{chunks}); at that rate a 30-day month "
+        f"takes {month:.1f} min (goal ≤ {GOAL_MINUTES} min, ≥ {GOAL_BARS_PER_SECOND:.0f} "
+        f"bars/s: {'met' if met else 'not met'}). Its sources (momentum and mean reversion at "
+        f"default params; no ML model of that time) made {summary.get('signals', 0)} signals, "
         f"{summary.get('orders', 0)} orders, {summary.get('fills', 0)} fills, PnL "
-        f"{Decimal(str(summary.get('pnl', '0'))):.2f} on {NAV:,} (once: a single run). "
+        f"{Decimal(str(summary.get('pnl', '0'))):.2f} on {NAV:,}. "
         f"backtesting.py: best of {BASELINE_REPEATS} Backtest.run() over the same bars (given "
         f"the warm-up too, its time divided by the {count:,} replayed bars), "
         f"{baseline_rate:,.0f} bars/s, {int(stats['# Trades'])} trades; momentum only, "
