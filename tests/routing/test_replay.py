@@ -134,6 +134,7 @@ def test_a_replay_of_a_live_paper_session_reproduces_its_trades(runs: list[Repla
     assert report.counts["matched"] > 10
     # the report's PnL is the NAV change (marked at the last close, no cash flows)
     first_nav = Decimal(run.settings["initial_nav"])
+    assert live_nav is not None
     assert quantize(report.live_pnl) == quantize(live_nav - first_nav)
 
 
@@ -243,7 +244,7 @@ def test_a_different_size_is_found_and_attributed_to_sizing_and_fees(
 
 def test_bad_requests_are_refused_and_record_nothing(runs: list[ReplayRun]) -> None:
     live_session(2)
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"start": T0, "end": T0 - timedelta(hours=1)}, "end"),
         ({"start": T0.replace(tzinfo=None)}, "start"),
         ({"symbols": []}, "symbols"),
