@@ -52,7 +52,7 @@ from routing.paper import (
 )
 from routing.venues import VenueBar
 from tradingsite.live import live_push
-from tradingsite.locks import single_flight
+from tradingsite.locks import lock_held, single_flight
 from tradingsite.replaydb import (
     replay_database,
     replay_database_create,
@@ -485,11 +485,14 @@ def replay_start(run_id: int, *, progress: Progress | None = None) -> ReplayRun 
     """Run or resume ``run_id`` in this process, one process per run (a lock): None when
     another process is running it. Progress is pushed to open pages after every chunk; an
     operator's stop request (``replay_stop``) ends it after the current chunk."""
-    with single_flight(f"replay-{run_id}", ttl_seconds=LOCK_SECONDS) as lock:
+    with single_flight(_lock_name(run_id), ttl_seconds=LOCK_SECONDS) as lock:
         if not lock.acquired:
             logger.warning("replay %s is already running elsewhere", run_id)
             return None
-        run = ReplayRun.objects.get(pk=run_id)
+        run = ReplayRun.objects.filter(pk=run_id).first()
+        if run is None:  # deleted while its task waited
+            logger.warning("replay %s no longer exists", run_id)
+            return None
         if run.stop_requested:  # stopped before it started: resumed by ``replay_resume``
             _set_status(run, status=ReplayRun.Status.INTERRUPTED)
             return run
@@ -522,18 +525,25 @@ def replay_stop(run: ReplayRun) -> None:
     run.refresh_from_db()
 
 
+def _lock_name(run_id: int) -> str:
+    return f"replay-{run_id}"
+
+
 def replay_resume(run: ReplayRun) -> None:
-    """Make an interrupted or failed run ready to go on from its cursor (queued)."""
-    if run.status not in (ReplayRun.Status.INTERRUPTED, ReplayRun.Status.FAILED):
+    """Make an interrupted or failed run — or one left running by a worker that died (no
+    process holds its lock) — ready to go on from its cursor (queued)."""
+    orphaned = run.status == ReplayRun.Status.RUNNING and not lock_held(_lock_name(run.pk))
+    if run.status not in (ReplayRun.Status.INTERRUPTED, ReplayRun.Status.FAILED) and not orphaned:
         raise ReplayInvalid(
-            "status", f"the replay is {run.status}: only an interrupted or failed one resumes"
+            "status",
+            f"the replay is {run.status}: only an interrupted, failed or abandoned one resumes",
         )
     _set_status(run, status=ReplayRun.Status.QUEUED, stop_requested=False, error="")
 
 
 def replay_delete(run: ReplayRun) -> None:
-    """Remove a run that is not running, with its database."""
-    if run.status == ReplayRun.Status.RUNNING:
-        raise ReplayInvalid("status", "a running replay cannot be deleted; stop it first")
+    """Remove a run that no process is running, with its database."""
+    if lock_held(_lock_name(run.pk)):
+        raise ReplayInvalid("status", "the replay is running; stop it first")
     replay_database_drop(run.pk)
     run.delete()

@@ -31,6 +31,11 @@ class SingleFlight:
         self._lock.reacquire()
 
 
+def lock_held(name: str) -> bool:
+    """Whether some run holds the single-flight lock ``name`` now."""
+    return bool(redis_client().exists(redis_key("lock", name)))
+
+
 def skipped_count(name: str) -> int:
     value = redis_client().get(redis_key("lock-skipped", name))
     return int(value) if value is not None else 0

@@ -40,8 +40,14 @@ from routing.replay import (
 from routing.signal_services import signal_sources_sync
 from routing.tasks import executor_run_once
 from tradingsite.decimals import quantize
+from tradingsite.locks import single_flight
 from tradingsite.models import OutboxEntry
-from tradingsite.replaydb import replay_active, replay_database, replay_database_drop
+from tradingsite.replaydb import (
+    replay_active,
+    replay_database,
+    replay_database_drop,
+    replay_database_exists,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("global_limits")]
 
@@ -337,6 +343,20 @@ def test_the_command_replays_and_resumes(runs: list[ReplayRun]) -> None:
         call_command("replay", "--resume", "999")
     with pytest.raises(CommandError, match="end: must be after start"):
         call_command("replay", "--from", "2026-03-02", "--to", "2026-03-01", "--symbols", "BTCUSDT")
+    # a run whose worker died (left "running", nobody holds its lock) resumes, then deletes
+    ReplayRun.objects.filter(pk=run.pk).update(status=ReplayRun.Status.RUNNING)
+    with single_flight(f"replay-{run.pk}", ttl_seconds=30) as held:
+        assert held.acquired
+        with pytest.raises(ReplayInvalid, match="only an interrupted, failed or abandoned"):
+            replay_resume(ReplayRun.objects.get(pk=run.pk))
+        with pytest.raises(CommandError, match="running; stop it first"):
+            call_command("replay", "--delete", str(run.pk))
+    call_command("replay", "--resume", str(run.pk), stdout=out, stderr=StringIO())
+    assert ReplayRun.objects.get(pk=run.pk).status == ReplayRun.Status.DONE
+    call_command("replay", "--delete", str(run.pk), stdout=out)
+    assert not ReplayRun.objects.exists()
+    assert not replay_database_exists(run.pk)
+    assert replay_start(run.pk) is None  # a task for a deleted run does nothing
 
 
 def test_a_replay_database_is_its_own(runs: list[ReplayRun]) -> None:

@@ -13,6 +13,7 @@ from routing.replay import (
     ReplayInvalid,
     ReplayProgress,
     replay_create,
+    replay_delete,
     replay_resume,
     replay_start,
 )
@@ -42,9 +43,15 @@ class Command(BaseCommand):
         parser.add_argument("--initial-nav", help="Starting NAV (default: live's NAV then)")
         parser.add_argument("--slippage-bps", help="Paper fill slippage (default 2)")
         parser.add_argument("--resume", type=int, metavar="ID", help="Go on with run ID")
+        parser.add_argument(
+            "--delete", type=int, metavar="ID", help="Remove run ID and its database"
+        )
         parser.add_argument("--actor", default="cli")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["delete"] is not None:
+            self._delete(options["delete"])
+            return
         try:
             run = self._run(options)
         except ReplayInvalid as error:
@@ -66,6 +73,16 @@ class Command(BaseCommand):
             f"(storage {started.storage})"
         )
 
+    def _delete(self, run_id: int) -> None:
+        run = ReplayRun.objects.filter(pk=run_id).first()
+        if run is None:
+            raise CommandError(f"no replay {run_id}")
+        try:
+            replay_delete(run)
+        except ReplayInvalid as error:
+            raise CommandError(error.message) from None
+        self.stdout.write(f"replay {run_id} deleted with its database")
+
     def _run(self, options: dict[str, Any]) -> ReplayRun:
         if options["resume"] is not None:
             if any(options[name] for name in ("start", "end", "symbols")):
@@ -73,7 +90,7 @@ class Command(BaseCommand):
             run = ReplayRun.objects.filter(pk=options["resume"]).first()
             if run is None:
                 raise CommandError(f"no replay {options['resume']}")
-            if run.status in (ReplayRun.Status.INTERRUPTED, ReplayRun.Status.FAILED):
+            if run.status != ReplayRun.Status.QUEUED:
                 replay_resume(run)
             return run
         missing = [
