@@ -42,6 +42,7 @@ from routing.signals import ML_SOURCE
 from tradingsite.live import live_push
 from tradingsite.mirrors import prediction_mirror
 from tradingsite.redisconn import redis_client, redis_key
+from tradingsite.replaydb import replay_active
 
 logger = logging.getLogger(__name__)
 
@@ -649,12 +650,19 @@ def scoring_request(*, symbols: Sequence[str], at: datetime) -> int:
     return queued
 
 
+def _unseen_by(version: ModelVersion, *, bar_open: datetime) -> bool:
+    """``version``'s training window, labels included (``train_end`` is the last labelled
+    bar; its label looked ``horizon_bars`` further), ended before the bar opening then."""
+    return version.train_end + timedelta(seconds=BAR_SECONDS * version.horizon_bars) <= bar_open
+
+
 def replay_model_as_of(at: datetime) -> ModelVersion | None:
     """In a replay's database (``routing.replay``): make the model that was active in live at
     ``at`` the only one not retired, so it alone is scored and traded, as it was then. Only a
-    model whose training window ended before the bar just closed qualifies — labels included
-    (``train_end`` is the last labelled bar; its label looked ``horizon_bars`` further) — so a
-    model never scores a bar its training saw. Returns it (None: no model then)."""
+    model whose training window ended before the bar just closed qualifies, so a model never
+    scores a bar its training saw. Returns it (None: no model then)."""
+    if replay_active() is None:
+        raise RuntimeError("the registry is rewound only in a replay's database")
     bar_open = at - timedelta(seconds=BAR_SECONDS)
     candidates = (
         ModelVersion.objects.filter(
@@ -663,14 +671,7 @@ def replay_model_as_of(at: datetime) -> ModelVersion | None:
         .filter(Q(retired_at__isnull=True) | Q(retired_at__gt=at))
         .order_by("-promoted_at")
     )
-    then = next(
-        (
-            version
-            for version in candidates
-            if version.train_end + timedelta(seconds=BAR_SECONDS * version.horizon_bars) <= bar_open
-        ),
-        None,
-    )
+    then = next((v for v in candidates if _unseen_by(v, bar_open=bar_open)), None)
     current = ModelVersion.objects.filter(state=ModelVersion.State.ACTIVE).first()
     if current != then:
         with transaction.atomic():
@@ -687,20 +688,23 @@ def replay_model_as_of(at: datetime) -> ModelVersion | None:
 def replay_scoring(*, symbols: Sequence[str], at: datetime) -> int:
     """The replay's scoring step: each symbol's bar just closed by ``at`` scored now, in the
     tick (simulated time stands still while it runs), by the model of that moment; its
-    ``scored_at`` is ``at``, never before the bar closed. Returns how many were made."""
-    if replay_model_as_of(at) is None:
+    ``scored_at`` is ``at``, never before the bar closed. A symbol whose newest bar is older
+    (a gap in its bars) is scored only if that bar too is unseen by the model. Returns how
+    many were made."""
+    version = replay_model_as_of(at)
+    if version is None:
         return 0
     made = 0
     for symbol in symbols:
         newest = (
             MarketBar.objects.filter(symbol=symbol, interval=BAR_INTERVAL, close_time__lte=at)
             .order_by("-open_time")
-            .values_list("close_time", flat=True)
+            .values_list("open_time", "close_time")
             .first()
         )
-        if newest is not None:
+        if newest is not None and _unseen_by(version, bar_open=newest[0]):
             made += len(
-                predictions_score(symbol=symbol, as_of=newest, requested_at=at, now=lambda: at)
+                predictions_score(symbol=symbol, as_of=newest[1], requested_at=at, now=lambda: at)
             )
     return made
 

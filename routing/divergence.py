@@ -63,6 +63,7 @@ class Decision:
     reason: str  # why it did not trade, when it did not
     quantity: Decimal = ZERO  # filled, unsigned
     signed: Decimal = ZERO  # filled, + bought / - sold (an order may go against its signal)
+    signed_notional: Decimal = ZERO  # sum of signed quantity x price
     notional: Decimal = ZERO
     fee: Decimal = ZERO
     filled_at: datetime | None = None  # the first fill
@@ -70,12 +71,19 @@ class Decision:
     @property
     def bar(self) -> datetime:
         """The close of the last bar closed when it was decided."""
-        whole = self.decided_at.replace(second=0, microsecond=0)
-        return whole - timedelta(milliseconds=1)
+        return _bar_of(self.decided_at)
 
     @property
     def price(self) -> Decimal | None:
         return self.notional / self.quantity if self.quantity else None
+
+    def pnl(self, mark: Decimal) -> Decimal:
+        """Its fills marked at ``mark``, after fees (exact)."""
+        return self.signed * mark - self.signed_notional - self.fee
+
+
+def _bar_of(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0) - timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True)
@@ -83,88 +91,130 @@ class Side:
     decisions: list[Decision]
     funding: Decimal
     opening: dict[str, Decimal]  # symbol -> position held at the start
+    carried: list[Decision]  # orders decided before the start, filled in the period
+
+
+def _add_fills(
+    decision: Decision, order: Order, *, until: datetime, since: datetime | None = None
+) -> None:
+    for fill in sorted(order.fills.all(), key=lambda f: (f.filled_at, f.pk)):
+        if fill.filled_at > until or (since is not None and fill.filled_at <= since):
+            continue
+        signed = fill.quantity if fill.side == "BUY" else -fill.quantity
+        decision.quantity += fill.quantity
+        decision.signed += signed
+        decision.signed_notional += signed * fill.price
+        decision.notional += fill.quantity * fill.price
+        decision.fee += fill.fee
+        decision.filled_at = decision.filled_at or fill.filled_at
+
+
+def _order_decision(order: Order) -> Decision:
+    return Decision(
+        key=(order.symbol, order.purpose, order.side),
+        decided_at=order.decided_at,
+        signal_id=None,
+        order_id=order.pk,
+        status=order.status,
+        reason=order.last_error,
+    )
 
 
 def _side(run: ReplayRun) -> Side:
-    """Decisions in the run's period, as the current database has them."""
+    """The period's decisions as the current database has them: those made on the bars
+    closing from ``start`` to ``end``, with their fills up to ``MATCH_BARS`` bars after the
+    end (both sides alike); orders decided before the start and filled in the period are
+    ``carried``."""
     window = {"symbol__in": run.symbols}
-    start, stop = run.start, run.end + BAR
+    until = run.end + MATCH_BARS * BAR
+
+    def in_period(moment: datetime) -> bool:
+        return run.start <= _bar_of(moment) <= run.end
+
     decisions: dict[tuple[str, int], Decision] = {}
-    for signal in Signal.objects.filter(
-        created_at__gt=start, created_at__lte=stop, **window
-    ).order_by("created_at", "id"):
-        decisions[("signal", signal.pk)] = Decision(
-            key=(signal.symbol, signal.source, signal.side),
-            decided_at=signal.created_at,
-            signal_id=signal.pk,
-            order_id=None,
-            status=signal.status,
-            reason=signal.risk_reason,
-        )
+    signals = Signal.objects.filter(
+        created_at__gt=run.start, created_at__lte=run.end + 2 * BAR, **window
+    )
+    for signal in signals.order_by("created_at", "id"):
+        if in_period(signal.created_at):
+            decisions[("signal", signal.pk)] = Decision(
+                key=(signal.symbol, signal.source, signal.side),
+                decided_at=signal.created_at,
+                signal_id=signal.pk,
+                order_id=None,
+                status=signal.status,
+                reason=signal.risk_reason,
+            )
     orders = Order.objects.filter(
-        decided_at__gt=start, decided_at__lte=stop, **window
+        decided_at__gt=run.start, decided_at__lte=run.end + 2 * BAR, **window
     ).prefetch_related("fills")
     for order in orders.order_by("decided_at", "id"):
+        if not in_period(order.decided_at):
+            continue
         if order.signal_id is not None and ("signal", order.signal_id) in decisions:
             decision = decisions[("signal", order.signal_id)]
         else:
-            decision = decisions.setdefault(
-                ("order", order.pk),
-                Decision(
-                    key=(order.symbol, order.purpose, order.side),
-                    decided_at=order.decided_at,
-                    signal_id=None,
-                    order_id=order.pk,
-                    status=order.status,
-                    reason=order.last_error,
-                ),
-            )
+            decision = decisions.setdefault(("order", order.pk), _order_decision(order))
         decision.order_id = order.pk
-        for fill in sorted(order.fills.all(), key=lambda f: (f.filled_at, f.pk)):
-            decision.quantity += fill.quantity
-            decision.signed += fill.quantity if fill.side == "BUY" else -fill.quantity
-            decision.notional += fill.quantity * fill.price
-            decision.fee += fill.fee
-            decision.filled_at = decision.filled_at or fill.filled_at
+        _add_fills(decision, order, until=until)
         if decision.quantity == 0 and not decision.reason:
             decision.reason = order.last_error or f"order {order.status}"
-    funding = FundingPayment.objects.filter(at__gt=start, at__lte=stop, **window).aggregate(
+    carried: list[Decision] = []
+    earlier = (
+        Order.objects.filter(fills__filled_at__gt=run.start, fills__filled_at__lte=until, **window)
+        .distinct()
+        .prefetch_related("fills")
+    )
+    for order in earlier.order_by("decided_at", "id"):
+        if _bar_of(order.decided_at) < run.start:
+            decision = _order_decision(order)
+            _add_fills(decision, order, since=run.start, until=until)
+            carried.append(decision)
+    funding = FundingPayment.objects.filter(at__gt=run.start, at__lte=until, **window).aggregate(
         total=Sum("amount")
     )["total"]
     opening: dict[str, Decimal] = {}
     for symbol in run.symbols:
         held = ZERO
-        for side, quantity in Fill.objects.filter(symbol=symbol, filled_at__lte=start).values_list(
-            "side", "quantity"
-        ):
+        for side, quantity in Fill.objects.filter(
+            symbol=symbol, filled_at__lte=run.start
+        ).values_list("side", "quantity"):
             held += quantity if side == "BUY" else -quantity
         opening[symbol] = held
-    return Side(list(decisions.values()), funding or ZERO, opening)
+    return Side(list(decisions.values()), funding or ZERO, opening, carried)
 
 
 def _match(
     live: list[Decision], replay: list[Decision]
 ) -> tuple[list[tuple[Decision, Decision]], list[Decision], list[Decision]]:
-    """Pairs (nearest bar first, within ``MATCH_BARS``), live-only and replay-only."""
-    groups: dict[tuple[str, str, str], list[Decision]] = defaultdict(list)
+    """Pairs within ``MATCH_BARS`` bars, the closest first (so a near pair is never taken
+    apart by a farther one), live-only and replay-only."""
+    by_key: dict[tuple[str, str, str], tuple[list[Decision], list[Decision]]] = defaultdict(
+        lambda: ([], [])
+    )
+    for decision in live:
+        by_key[decision.key][0].append(decision)
     for decision in replay:
-        groups[decision.key].append(decision)
-    pairs: list[tuple[Decision, Decision]] = []
-    live_only: list[Decision] = []
-    used: set[int] = set()
+        by_key[decision.key][1].append(decision)
     tolerance = MATCH_BARS * BAR
-    for decision in sorted(live, key=lambda d: (d.bar, d.decided_at)):
-        candidates = [
-            other
-            for other in groups.get(decision.key, [])
-            if id(other) not in used and abs(other.bar - decision.bar) <= tolerance
-        ]
-        if not candidates:
-            live_only.append(decision)
-            continue
-        best = min(candidates, key=lambda other: (abs(other.bar - decision.bar), other.bar))
-        used.add(id(best))
-        pairs.append((decision, best))
+    pairs: list[tuple[Decision, Decision]] = []
+    used: set[int] = set()
+    for lefts, rights in by_key.values():
+        candidates = sorted(
+            (
+                (abs(left.bar - right.bar), left.bar, i, j)
+                for i, left in enumerate(lefts)
+                for j, right in enumerate(rights)
+                if abs(left.bar - right.bar) <= tolerance
+            ),
+        )
+        for _, _, i, j in candidates:
+            left, right = lefts[i], rights[j]
+            if id(left) in used or id(right) in used:
+                continue
+            used.update((id(left), id(right)))
+            pairs.append((left, right))
+    live_only = [decision for decision in live if id(decision) not in used]
     replay_only = [decision for decision in replay if id(decision) not in used]
     return pairs, live_only, replay_only
 
@@ -239,8 +289,7 @@ def _opening_mark(run: ReplayRun, symbol: str) -> Decimal:
 
 
 def _pnl(decision: Decision, mark: Decimal) -> Decimal:
-    price = decision.price
-    return decision.signed * (mark - price) - decision.fee if price is not None else ZERO
+    return decision.pnl(mark)
 
 
 def _seconds(later: datetime | None, earlier: datetime) -> float | None:
@@ -318,8 +367,9 @@ def divergence_report(run: ReplayRun) -> Report:
                 delay = ZERO
             else:
                 delay = left.signed * (ref_left - ref_right)
-            execution = left.signed * (left.price - right.price) - delay
             fees = left.fee - right.fee
+            # The rest of the gap, exactly: the price difference beyond the market's move.
+            execution = right.pnl(mark) - left.pnl(mark) - sizing - delay - fees
             parts = {"sizing": sizing, "delay": delay, "execution": execution, "fees": fees}
             cause = "matched"
         elif left.quantity:
@@ -343,17 +393,24 @@ def divergence_report(run: ReplayRun) -> Report:
         causes["replay_only"] += parts["replay_only"]
         row("replay_only", None, right, parts)
     causes["funding"] = replay.funding - live.funding
-    opening = sum(
-        (
-            held * (marks[symbol] - _opening_mark(run, symbol))
-            for symbol, held in live.opening.items()
-            if held
-        ),
-        ZERO,
-    )
-    causes["opening_position"] = -opening
-    live_pnl = _total(live.decisions, marks) + live.funding + opening
-    replay_pnl = _total(replay.decisions, marks) + replay.funding
+
+    def carried_in(side: Side) -> Decimal:
+        """A position held at the start, marked through the period, and the fills of orders
+        decided before it (a replay starts flat: nothing)."""
+        held = sum(
+            (
+                quantity * (marks[symbol] - _opening_mark(run, symbol))
+                for symbol, quantity in side.opening.items()
+                if quantity
+            ),
+            ZERO,
+        )
+        return held + _total(side.carried, marks)
+
+    live_carried, replay_carried = carried_in(live), carried_in(replay)
+    causes["opening_position"] = replay_carried - live_carried
+    live_pnl = _total(live.decisions, marks) + live.funding + live_carried
+    replay_pnl = _total(replay.decisions, marks) + replay.funding + replay_carried
     rows.sort(key=lambda r: r["live_decided_at"] or r["replay_decided_at"] or "")
     return Report(
         run_id=run.pk,

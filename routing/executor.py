@@ -50,6 +50,7 @@ from routing.reconcile import symbol_halted
 from routing.signal_services import signals_generate
 from routing.signals import SOURCE_NAMES
 from routing.venues import Venue
+from tradingsite.replaydb import replay_active
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def step_ml_score(ctx: TickContext) -> int:
     """Live: queue scoring of the newest closed bars on the ML queue (once per bar; never
     waits for it: the ML source uses the prediction on a later tick, while it is fresh).
     Replay: score them now with the model of that moment (``replay_scoring``)."""
-    if ctx.run != LIVE:
+    if replay_active() is not None:
         return replay_scoring(symbols=ctx.symbols, at=ctx.clock())
     return scoring_request(symbols=ctx.symbols, at=ctx.clock())
 

@@ -752,7 +752,9 @@ class PaperVenue:
             step = _Step(tape.last_step_ms, tape.price)
         else:
             taken = self._source.next_step(order.symbol, after_ms=tape.last_step_ms)
-            if taken is None:  # replay ran out of bars: nothing to trade against
+            # Replay out of bars, or a gap in them: no price within a bar of the decision
+            # (filling at the far side of a gap would trade on a price from the future).
+            if taken is None or taken.time_ms > order.time_ms + self._source.bar_ms:
                 self._close(order, VenueStatus.EXPIRED, order.time_ms)
                 return
             step = taken

@@ -34,8 +34,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import transaction
+from django.core.management.color import no_style
+from django.db import connection, transaction
 from django.db.models import F, Model
+from django.db.utils import DatabaseError
 from django.utils import timezone
 
 from mlinsights.models import MLConfig, ModelVersion
@@ -65,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 REPLAY_ACCOUNT = "replay"
 WARMUP = timedelta(hours=24)  # bars before the start the first decisions see (<= bar_history)
+AFTER_END = timedelta(minutes=5)  # bars after the end the last decisions fill on
+MAX_SYMBOL_BARS = 1_200_000  # bars held in memory per run (symbols x bars)
 CHUNK_BARS = 250  # ticks per transaction
 MAX_BARS = 60 * 24 * 400  # decision points per run (about 13 months of one-minute bars)
 BAR = timedelta(minutes=1)
@@ -166,6 +170,10 @@ def replay_create(
     total = len(_decision_times(chosen, start, end))
     if total > MAX_BARS:
         raise ReplayInvalid("end", f"{total} bars to replay; at most {MAX_BARS} per run")
+    if total * len(chosen) > MAX_SYMBOL_BARS:
+        raise ReplayInvalid(
+            "symbols", f"{total} bars x {len(chosen)} symbols; at most {MAX_SYMBOL_BARS} per run"
+        )
     run = ReplayRun.objects.create(
         symbols=chosen,
         start=start,
@@ -183,6 +191,7 @@ def replay_create(
     )
     run.storage = replay_storage(run.pk)
     run.save(update_fields=["storage"])
+    replay_database_drop(run.pk)  # an older run's, should ids have been reused
     return run
 
 
@@ -204,19 +213,33 @@ def _decision_times(symbols: Sequence[str], start: datetime, end: datetime) -> l
 
 
 def _copy(rows: Sequence[Model]) -> None:
-    if rows:
-        type(rows[0])._default_manager.bulk_create(rows)
+    """Rows with their live ids (the registry's foreign keys point at them); the table's id
+    sequence then continues after them (PostgreSQL does not move it for given ids)."""
+    if not rows:
+        return
+    model = type(rows[0])
+    model._default_manager.bulk_create(rows)
+    statements = connection.ops.sequence_reset_sql(no_style(), [model])
+    if statements:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
 
 
 def _configuration() -> dict[str, list[Any]]:
-    """What configures trading, read from live (copied into the replay database)."""
+    """What configures trading, read from live (copied into the replay database); live's
+    controls and states are not configuration: the kill switch is off and no symbol is
+    halted in a replay."""
     limits = list(RiskLimit.objects.all())
     for limit in limits:
         limit.kill_switch = False
+    instruments = list(Instrument.objects.all())
+    for instrument in instruments:
+        instrument.trading_halted, instrument.halt_reason = False, ""
     return {
         "limits": limits,
         "sources": list(SignalSource.objects.all()),
-        "instruments": list(Instrument.objects.all()),
+        "instruments": instruments,
         "ml": list(MLConfig.objects.all()),
         "models": list(ModelVersion.objects.order_by("version")),
     }
@@ -259,7 +282,8 @@ def _bars(run: ReplayRun) -> dict[str, list[VenueBar]]:
             symbol=symbol,
             interval=BAR_INTERVAL,
             close_time__gte=run.start - WARMUP,
-            close_time__lte=run.end,
+            # a few bars past the end, so that the last decisions fill (no tick runs there)
+            close_time__lte=run.end + AFTER_END,
         ).order_by("open_time")
         bars[symbol] = [
             VenueBar(
@@ -329,6 +353,7 @@ def replay_execute(
     progress: Progress | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     chunk_bars: int | None = None,
+    renew: Callable[[], None] = lambda: None,
 ) -> ReplayRun:
     """Run (or resume) ``run`` to its end; returns it done. Raises ``ReplayInterrupted`` when
     ``should_stop`` says so between chunks (or on KeyboardInterrupt): the run is left
@@ -342,7 +367,11 @@ def replay_execute(
     _set_status(run, status=ReplayRun.Status.RUNNING, error="", started_at=timezone.now())
     try:
         _execute(
-            run, progress=progress, should_stop=should_stop, chunk_bars=chunk_bars or CHUNK_BARS
+            run,
+            progress=progress,
+            should_stop=should_stop,
+            chunk_bars=chunk_bars or CHUNK_BARS,
+            renew=_throttled(renew),
         )
     except (KeyboardInterrupt, ReplayInterrupted):
         _set_status(run, status=ReplayRun.Status.INTERRUPTED)
@@ -354,13 +383,28 @@ def replay_execute(
     return run
 
 
-def _prepare(run: ReplayRun) -> None:
-    """The run's database with its starting rows (once; a resumed run keeps its own)."""
-    if replay_database_exists(run.pk):
-        return
-    config = _configuration()
-    replay_database_create(run.pk)
+def _prepared(run: ReplayRun) -> bool:
+    """Whether the run's database is this run's, complete (its copy of the run row, written
+    last in the preparing transaction, is there with the same creation time)."""
+    if not replay_database_exists(run.pk):
+        return False
     try:
+        with replay_database(run.pk):
+            copy = ReplayRun.objects.filter(pk=run.pk).values_list("created_at", flat=True)
+            return copy.first() == run.created_at
+    except DatabaseError:  # half made: a table is missing
+        return False
+
+
+def _prepare(run: ReplayRun) -> None:
+    """The run's database with its starting rows (once; a resumed run keeps its own). One
+    left half made by a crash, or by an older run with the same id, is made again."""
+    if _prepared(run):
+        return
+    replay_database_drop(run.pk)
+    config = _configuration()
+    try:
+        replay_database_create(run.pk)
         with replay_database(run.pk), transaction.atomic():
             for rows in config.values():
                 _copy(rows)
@@ -376,11 +420,30 @@ def _prepare(run: ReplayRun) -> None:
         raise
 
 
+def _throttled(renew: Callable[[], None], *, every: float = 15.0) -> Callable[[], None]:
+    last = time.monotonic()
+
+    def maybe() -> None:
+        nonlocal last
+        if time.monotonic() - last >= every:
+            renew()
+            last = time.monotonic()
+
+    return maybe
+
+
 def _execute(
-    run: ReplayRun, *, progress: Progress | None, should_stop: Callable[[], bool], chunk_bars: int
+    run: ReplayRun,
+    *,
+    progress: Progress | None,
+    should_stop: Callable[[], bool],
+    chunk_bars: int,
+    renew: Callable[[], None],
 ) -> None:
     _prepare(run)
+    renew()
     bars = _bars(run)
+    renew()
     with replay_database(run.pk):
         saved = ReplayRun.objects.get(pk=run.pk)
         instruments = list(Instrument.objects.filter(symbol__in=run.symbols))
@@ -410,7 +473,7 @@ def _execute(
         with replay_database(run.pk), transaction.atomic():
             for moment in chunk:
                 clock.ms = _ms(moment) + 1
-                executor_tick(context)
+                executor_tick(context, renew=renew)
             venue.save()
             ReplayRun.objects.filter(pk=run.pk).update(
                 cursor=chunk[-1], bars_done=F("bars_done") + len(chunk)
@@ -428,6 +491,7 @@ def _execute(
         )
         if progress is not None:
             progress(ReplayProgress(run.pk, done, run.bars_total, chunk[-1], rate))
+    renew()
     with replay_database(run.pk):
         router_health_recompute(now=run.end)
         summary = replay_summary(run)
@@ -481,7 +545,12 @@ def replay_as_dict(run: ReplayRun) -> dict[str, Any]:
     }
 
 
-def replay_start(run_id: int, *, progress: Progress | None = None) -> ReplayRun | None:
+def replay_start(
+    run_id: int,
+    *,
+    progress: Progress | None = None,
+    also_renew: Callable[[], None] = lambda: None,
+) -> ReplayRun | None:
     """Run or resume ``run_id`` in this process, one process per run (a lock): None when
     another process is running it. Progress is pushed to open pages after every chunk; an
     operator's stop request (``replay_stop``) ends it after the current chunk."""
@@ -498,7 +567,6 @@ def replay_start(run_id: int, *, progress: Progress | None = None) -> ReplayRun 
             return run
 
         def on_progress(step: ReplayProgress) -> None:
-            lock.renew()
             live_push(event="routing.replay", data=replay_as_dict(run))
             if progress is not None:
                 progress(step)
@@ -507,7 +575,12 @@ def replay_start(run_id: int, *, progress: Progress | None = None) -> ReplayRun 
             return ReplayRun.objects.filter(pk=run_id, stop_requested=True).exists()
 
         try:
-            return replay_execute(run, progress=on_progress, should_stop=should_stop)
+
+            def renew() -> None:
+                lock.renew()
+                also_renew()
+
+            return replay_execute(run, progress=on_progress, should_stop=should_stop, renew=renew)
         finally:
             run.refresh_from_db()
             live_push(event="routing.replay", data=replay_as_dict(run))

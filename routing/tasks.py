@@ -16,7 +16,7 @@ from routing.executor import TickContext, executor_tick
 from routing.health import health_cells_prune, router_health_refresh
 from routing.protection import flatten
 from routing.reconcile import reconcile
-from routing.replay import replay_start
+from routing.replay import LOCK_SECONDS, replay_start
 from routing.runtime import venue_session
 from routing.venues import Venue
 from tradingsite.locks import single_flight
@@ -122,11 +122,23 @@ def flatten_task(self: Task, *, actor: str, reason: str) -> None:  # type: ignor
 
 
 REPLAY_SECONDS = 12 * 3600
+REPLAY_SLOT = "replay-slot"
+REPLAY_WAIT_SECONDS = 30
 
 
-@shared_task(ignore_result=True, soft_time_limit=REPLAY_SECONDS, time_limit=REPLAY_SECONDS + 60)
-def replay_task(*, run_id: int) -> None:
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    soft_time_limit=REPLAY_SECONDS,
+    time_limit=REPLAY_SECONDS + 60,
+    max_retries=None,
+)
+def replay_task(self: Task, *, run_id: int) -> None:  # type: ignore[type-arg]
     # On the ML queue (never beside a tick), acknowledged on receipt: a lost worker leaves the
     # run at its last chunk, to be resumed, instead of the message starting it again. One
-    # process per run at a time (a lock).
-    replay_start(run_id)
+    # replay at a time on the workers (a slot lock), so the ML worker's other process stays
+    # free for live scoring and training; a second one waits its turn.
+    with single_flight(REPLAY_SLOT, ttl_seconds=LOCK_SECONDS) as slot:
+        if not slot.acquired:
+            raise self.retry(countdown=REPLAY_WAIT_SECONDS)
+        replay_start(run_id, also_renew=slot.renew)

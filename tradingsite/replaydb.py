@@ -72,8 +72,9 @@ def _replay_settings(run_id: int) -> dict[str, Any]:
     options = dict(config.get("OPTIONS") or {})
     if _is_sqlite(config):
         config["NAME"] = str(replay_sqlite_path(run_id))
-        # History can be replayed again: durability is traded for speed (one writer).
-        options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF;"
+        # WAL with NORMAL stays consistent after a crash (the last commits may be lost: a
+        # resumed run goes on from the last chunk it finds).
+        options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
     else:
         existing = str(options.get("options", ""))
         schema = replay_schema(run_id)
@@ -91,14 +92,21 @@ def _connection(run_id: int) -> BaseDatabaseWrapper:
     return wrapper
 
 
+class ReplayDatabaseMissing(LookupError):
+    """The run has no database (never started, or deleted)."""
+
+
 @contextmanager
-def replay_database(run_id: int) -> Iterator[None]:
-    """Run the block on replay ``run_id``'s database (created by ``replay_database_create``)."""
+def replay_database(run_id: int, *, must_exist: bool = True) -> Iterator[None]:
+    """Run the block on replay ``run_id``'s database (created by ``replay_database_create``);
+    ``ReplayDatabaseMissing`` when it has none."""
     if _active.get() is not None:
         raise RuntimeError("a replay database is already in use in this context")
     live = connections[DEFAULT_DB_ALIAS]
     if live.in_atomic_block:
         raise RuntimeError("a replay database cannot be entered inside a live transaction")
+    if must_exist and not replay_database_exists(run_id):
+        raise ReplayDatabaseMissing(f"replay {run_id} has no database")
     replay = _connection(run_id)
     token = _active.set(run_id)
     connections[DEFAULT_DB_ALIAS] = replay
@@ -128,7 +136,7 @@ def replay_database_create(run_id: int) -> None:
     if not _is_sqlite(_live_settings()):
         with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
             cursor.execute(f'CREATE SCHEMA "{replay_schema(run_id)}"')
-    with replay_database(run_id):
+    with replay_database(run_id, must_exist=False):
         connection = connections[DEFAULT_DB_ALIAS]
         with connection.schema_editor() as editor:
             for model in apps.get_models():

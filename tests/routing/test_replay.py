@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import DatabaseError, connection
+from django.db import connection
 
-from routing.divergence import CAUSES, divergence_report
+from routing.divergence import CAUSES, Decision, _match, divergence_report
 from routing.models import (
     Fill,
     FillAttribution,
@@ -43,6 +43,7 @@ from tradingsite.decimals import quantize
 from tradingsite.locks import single_flight
 from tradingsite.models import OutboxEntry
 from tradingsite.replaydb import (
+    ReplayDatabaseMissing,
     replay_active,
     replay_database,
     replay_database_drop,
@@ -372,5 +373,76 @@ def test_a_replay_database_is_its_own(runs: list[ReplayRun]) -> None:
         with pytest.raises(RuntimeError, match="already in use"), replay_database(run.pk):
             pass
     replay_database_drop(run.pk)
-    with pytest.raises(DatabaseError), replay_database(run.pk):
+    with pytest.raises(ReplayDatabaseMissing), replay_database(run.pk):
         MarketBar.objects.count()
+
+
+def test_a_replay_from_the_middle_of_a_session_puts_live_s_open_book_in_opening_position(
+    runs: list[ReplayRun],
+) -> None:
+    live_session(40)
+    start = T0 + timedelta(minutes=20) - MS
+    end = T0 + timedelta(minutes=39) - MS
+    run = replay_create(start=start, end=end, symbols=["BTCUSDT"], actor="test")
+    runs.append(run)
+    replay_start(run.pk)
+    run.refresh_from_db()
+    assert run.status == ReplayRun.Status.DONE, run.error
+
+    report = divergence_report(run)
+
+    # independently: live's position at the start, marked from the start's close to the end's
+    held = sum(
+        (f.quantity if f.side == "BUY" else -f.quantity)
+        for f in Fill.objects.filter(filled_at__lte=start)
+    )
+    assert held != 0  # the session holds a position by then
+    close_at = {
+        bar.close_time: bar.close for bar in MarketBar.objects.filter(close_time__in=[start, end])
+    }
+    carried_fills = Fill.objects.filter(
+        filled_at__gt=start,
+        filled_at__lte=end + 2 * timedelta(minutes=1),
+        order__decided_at__lte=start,
+    )
+    carried = sum(
+        (
+            (f.quantity if f.side == "BUY" else -f.quantity) * (close_at[end] - f.price) - f.fee
+            for f in carried_fills
+        ),
+        Decimal(0),
+    )
+    assert report.causes["opening_position"] == -(
+        held * (close_at[end] - close_at[start]) + carried
+    )
+    assert sum(report.causes.values(), Decimal(0)) == report.gap
+    assert run.settings["initial_nav"] == str(
+        NavPoint.objects.filter(at__lte=start).order_by("-at").values_list("nav", flat=True)[0]
+    )
+
+
+def _decision(bar_minute: int) -> Decision:
+    return Decision(
+        key=("BTCUSDT", "momentum", "BUY"),
+        decided_at=T0 + timedelta(minutes=bar_minute),
+        signal_id=None,
+        order_id=None,
+        status="routed",
+        reason="",
+    )
+
+
+def test_matching_pairs_the_closest_decisions_first() -> None:
+    # live decided on bars 0 and 2, the replay on bar 2 only: the exact pair wins, and the
+    # bar-0 decision is live's alone (not a two-bar "delay" plus a false live-only)
+    early, exact = _decision(0), _decision(2)
+    replayed = _decision(2)
+    pairs, live_only, replay_only = _match([early, exact], [replayed])
+    assert pairs == [(exact, replayed)]
+    assert live_only == [early]
+    assert replay_only == []
+    # beyond the tolerance nothing pairs
+    far = _decision(5)
+    pairs, live_only, replay_only = _match([early], [far])
+    assert pairs == []
+    assert (live_only, replay_only) == ([early], [far])
