@@ -754,7 +754,8 @@ class PaperVenue:
             taken = self._source.next_step(order.symbol, after_ms=tape.last_step_ms)
             # Replay out of bars, or a gap in them: no price within a bar of the decision
             # (filling at the far side of a gap would trade on a price from the future).
-            if taken is None or taken.time_ms > order.time_ms + self._source.bar_ms:
+            after = max(tape.last_step_ms, order.time_ms)
+            if taken is None or taken.time_ms > after + self._source.bar_ms:
                 self._close(order, VenueStatus.EXPIRED, order.time_ms)
                 return
             step = taken

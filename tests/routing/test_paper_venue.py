@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -561,6 +562,31 @@ class TestReplay:
         assert stop_trade.price == worse(Decimal("97.0"), Side.SELL, Decimal("10"))
         assert venue.closed_bars(symbol="BTCUSDT", interval="1m", since_ms=0) == self.bars()
         assert venue.positions() == {}
+
+    def test_orders_of_one_moment_all_fill_at_the_next_open(self) -> None:
+        clock = Clock(T0 + 60_000)
+        venue = self.replay(clock)
+        first = venue.submit(market("a", Side.BUY, "1.000"))
+        second = venue.submit(market("b", Side.BUY, "1.000"))
+        assert first.average_price == second.average_price == Decimal("101.0")
+
+    def test_an_order_before_a_gap_in_the_bars_expires_instead_of_filling_after_it(
+        self,
+    ) -> None:
+        bars = self.bars()
+        # the third bar half an hour later: no price within a bar of a decision before it
+        late = replace(bars[2], open_time_ms=bars[2].open_time_ms + 30 * 60_000)
+        late = replace(late, close_time_ms=late.open_time_ms + 59_999)
+        clock = Clock(T0 + 2 * 60_000)
+        spec = PaperSymbol(Decimal("100"), BTC_TICK, Decimal("0.001"))
+        config = paper_config_for(["BTCUSDT"], seed=0, overrides={"BTCUSDT": spec})
+        venue = PaperVenue(
+            name="gap", config=config, clock_ms=clock, replay_bars={"BTCUSDT": [*bars[:2], late]}
+        )
+        state = venue.submit(market("g", Side.BUY, "1.000"))
+        assert state.status == VenueStatus.EXPIRED
+        assert venue.trades(symbol="BTCUSDT", since_ms=0) == []
+        assert venue.mark_prices() == {"BTCUSDT": Decimal("101.5")}  # not the late bar's
 
 
 def test_an_unchanged_position_state_round_trips_through_json() -> None:
