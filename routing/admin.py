@@ -18,6 +18,7 @@ from routing.models import (
     Order,
     PaperAccount,
     Position,
+    ReplayRun,
     RouterHealthSummary,
     Signal,
     SignalPosition,
@@ -181,3 +182,12 @@ class PaperAccountAdmin(ReadOnlyAdmin):
 
     list_display = ["name", "version", "updated_at"]
     search_fields = ["name"]
+
+
+@admin.register(ReplayRun)
+class ReplayRunAdmin(ReadOnlyAdmin):
+    """Replays as the live side knows them (started, stopped and resumed on the Replays tab
+    or through the API; their own rows are in their own databases)."""
+
+    list_display = ["id", "status", "start", "end", "bars_done", "bars_total", "created_by"]
+    list_filter = ["status"]

@@ -31,13 +31,43 @@ from routing.health import (
     router_health_curves,
     router_health_summary,
 )
-from routing.models import Side
+from routing.models import ReplayRun, Side
+from routing.replay import ReplayInvalid
+from routing.replay_dashboard import MAX_ID, replay_done, replay_scope
 from routing.signal_services import SignalInvalid, signal_submit
 from tradingsite.api import task_accepted
 
 WINDOW = OpenApiParameter("window", OpenApiTypes.STR, OpenApiParameter.PATH, enum=list(WINDOW_KEYS))
 OBJECT = extend_schema(responses=OpenApiTypes.OBJECT)
-WINDOWED = extend_schema(responses=OpenApiTypes.OBJECT, parameters=[WINDOW])
+
+
+class ReplayQuery(serializers.Serializer[Any]):
+    """``?run=``: a done replay's figures (read in its own database) instead of live's."""
+
+    run = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_ID,
+        help_text="A done replay's id: that run's figures instead of live's.",
+    )
+
+    def validate_run(self, value: int) -> ReplayRun:
+        try:
+            return replay_done(value)
+        except ReplayInvalid as error:
+            raise ValidationError(error.message) from None
+
+
+def _replay(request: Request) -> ReplayRun | None:
+    """The replay ``?run=`` names (400 for an unknown or unfinished one), else None: live."""
+    query = ReplayQuery(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    run: ReplayRun | None = query.validated_data.get("run")
+    return run
+
+
+WINDOWED = extend_schema(responses=OpenApiTypes.OBJECT, parameters=[WINDOW, ReplayQuery])
+REPLAYABLE = extend_schema(responses=OpenApiTypes.OBJECT, parameters=[ReplayQuery])
 LIST = extend_schema(responses={200: {"type": "array", "items": {"type": "object"}}})
 
 NOT_COMPUTED = {"detail": "not computed yet: the router health refresh has not run"}
@@ -60,34 +90,40 @@ def _summary(window: str) -> dict[str, Any] | Response:
 
 
 class RouterHealthTables(_ReadOnly):
-    """Per signal source, per symbol and overall metrics of a window (24h, 7d, 30d, all)."""
+    """Per signal source, per symbol and overall metrics of a window (24h, 7d, 30d, all);
+    with ``?run=``, a done replay's (its windows end at the replay's end)."""
 
     @WINDOWED
     def get(self, request: Request, window: str) -> Response:
-        summary = _summary(window)
+        with replay_scope(_replay(request)):
+            summary = _summary(window)
         if isinstance(summary, Response):
             return summary
         return Response(summary)
 
 
 class RouterHealthCurves(_ReadOnly):
-    """Cumulative PnL and hit-rate curves per signal source and per symbol of a window."""
+    """Cumulative PnL and hit-rate curves per signal source and per symbol of a window;
+    with ``?run=``, a done replay's."""
 
     @WINDOWED
     def get(self, request: Request, window: str) -> Response:
-        summary = _summary(window)
-        if isinstance(summary, Response):
-            return summary
-        curves = router_health_curves(window) or {}
+        with replay_scope(_replay(request)):
+            summary = _summary(window)
+            if isinstance(summary, Response):
+                return summary
+            curves = router_health_curves(window) or {}
         return Response({"window": window, "computed_at": summary["computed_at"], **curves})
 
 
 class NavCurve(_ReadOnly):
-    """Rolling NAV with its drawdown (time-weighted: cash flows are not performance)."""
+    """Rolling NAV with its drawdown (time-weighted: cash flows are not performance); with
+    ``?run=``, a done replay's."""
 
-    @OBJECT
+    @REPLAYABLE
     def get(self, request: Request) -> Response:
-        curve = nav_curve_summary()
+        with replay_scope(_replay(request)):
+            curve = nav_curve_summary()
         if curve is None:
             return Response(NOT_COMPUTED, status=status.HTTP_404_NOT_FOUND)
         return Response(curve)

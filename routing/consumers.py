@@ -89,5 +89,6 @@ class DashboardConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     routing_nav = forward
     routing_fill = forward
     routing_health = forward
+    routing_replay = forward
     mlinsights_prediction = forward
     mlinsights_insights = forward

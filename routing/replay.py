@@ -554,7 +554,7 @@ def replay_start(
     """Run or resume ``run_id`` in this process, one process per run (a lock): None when
     another process is running it. Progress is pushed to open pages after every chunk; an
     operator's stop request (``replay_stop``) ends it after the current chunk."""
-    with single_flight(_lock_name(run_id), ttl_seconds=LOCK_SECONDS) as lock:
+    with single_flight(replay_lock_name(run_id), ttl_seconds=LOCK_SECONDS) as lock:
         if not lock.acquired:
             logger.warning("replay %s is already running elsewhere", run_id)
             return None
@@ -598,14 +598,15 @@ def replay_stop(run: ReplayRun) -> None:
     run.refresh_from_db()
 
 
-def _lock_name(run_id: int) -> str:
+def replay_lock_name(run_id: int) -> str:
+    """The lock a process running ``run_id`` holds (renewed as it works)."""
     return f"replay-{run_id}"
 
 
 def replay_resume(run: ReplayRun) -> None:
     """Make an interrupted or failed run — or one left running by a worker that died (no
     process holds its lock) — ready to go on from its cursor (queued)."""
-    orphaned = run.status == ReplayRun.Status.RUNNING and not lock_held(_lock_name(run.pk))
+    orphaned = run.status == ReplayRun.Status.RUNNING and not lock_held(replay_lock_name(run.pk))
     if run.status not in (ReplayRun.Status.INTERRUPTED, ReplayRun.Status.FAILED) and not orphaned:
         raise ReplayInvalid(
             "status",
@@ -616,7 +617,7 @@ def replay_resume(run: ReplayRun) -> None:
 
 def replay_delete(run: ReplayRun) -> None:
     """Remove a run that no process is running, with its database."""
-    if lock_held(_lock_name(run.pk)):
+    if lock_held(replay_lock_name(run.pk)):
         raise ReplayInvalid("status", "the replay is running; stop it first")
     replay_database_drop(run.pk)
     run.delete()

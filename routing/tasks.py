@@ -14,6 +14,7 @@ from django.utils import timezone
 from risk.selectors import limits_configured
 from routing.executor import TickContext, executor_tick
 from routing.health import health_cells_prune, router_health_refresh
+from routing.models import ReplayRun
 from routing.protection import flatten
 from routing.reconcile import reconcile
 from routing.replay import LOCK_SECONDS, replay_start
@@ -141,4 +142,9 @@ def replay_task(self: Task, *, run_id: int) -> None:  # type: ignore[type-arg]
     with single_flight(REPLAY_SLOT, ttl_seconds=LOCK_SECONDS) as slot:
         if not slot.acquired:
             raise self.retry(countdown=REPLAY_WAIT_SECONDS)
-        replay_start(run_id, also_renew=slot.renew)
+        if (
+            replay_start(run_id, also_renew=slot.renew) is None
+            and ReplayRun.objects.filter(pk=run_id, status=ReplayRun.Status.QUEUED).exists()
+        ):
+            # Its own lock is still held (an old worker letting go after a stop): again soon.
+            raise self.retry(countdown=REPLAY_WAIT_SECONDS)

@@ -7,6 +7,7 @@ from django.urls import include, path
 from doctor.api import HeartbeatLatestList
 from routing import api as routing_api
 from routing import api_records as routing_records
+from routing import api_replay as routing_replay
 from tradingsite.api import TaskStatus
 
 urlpatterns = [
@@ -19,6 +20,24 @@ urlpatterns = [
     path("orders/export.csv", routing_records.OrderExport.as_view(), name="api-orders-export"),
     path("fills/", routing_records.FillList.as_view(), name="api-fills"),
     path("fills/export.csv", routing_records.FillExport.as_view(), name="api-fills-export"),
+    path("replays/", routing_replay.ReplayList.as_view(), name="api-replays"),
+    path("replays/<int:run_id>/", routing_replay.ReplayDetail.as_view(), name="api-replay"),
+    path("replays/<int:run_id>/stop/", routing_replay.ReplayStop.as_view(), name="api-replay-stop"),
+    path(
+        "replays/<int:run_id>/resume/",
+        routing_replay.ReplayResume.as_view(),
+        name="api-replay-resume",
+    ),
+    path(
+        "replays/<int:run_id>/divergence/",
+        routing_replay.ReplayDivergence.as_view(),
+        name="api-replay-divergence",
+    ),
+    path(
+        "replays/<int:run_id>/divergence.csv",
+        routing_replay.ReplayDivergenceExport.as_view(),
+        name="api-replay-divergence-csv",
+    ),
     path("heartbeats/latest/", HeartbeatLatestList.as_view(), name="api-heartbeats-latest"),
     path(
         "router-health/<str:window>/",

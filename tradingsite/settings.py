@@ -323,6 +323,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Choice sets named apart when their field names collide ("status" is everywhere).
+    "ENUM_NAME_OVERRIDES": {"ReplayStatusEnum": "routing.models.ReplayRun.Status"},
 }
 
 # --- production hardening (checked by `manage.py check --deploy --fail-level WARNING`) ---------

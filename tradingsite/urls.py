@@ -7,7 +7,14 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from routing import views as routing_views
 from tradingsite.metrics import metrics_view
-from tradingsite.views import TABS, DashboardTabView, ThrottledLoginView, healthz, readyz
+from tradingsite.views import (
+    TABS,
+    DashboardTabView,
+    ReplayDivergenceView,
+    ThrottledLoginView,
+    healthz,
+    readyz,
+)
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
@@ -22,6 +29,17 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("controls/kill-switch/", routing_views.kill_switch, name="control-kill-switch"),
     path("controls/flatten/", routing_views.flatten, name="control-flatten"),
+    path("controls/replays/", routing_views.replay_start_control, name="control-replay-start"),
+    path(
+        "controls/replays/<int:run_id>/<str:action>/",
+        routing_views.replay_control,
+        name="control-replay",
+    ),
+    path(
+        "replays/<int:run_id>/divergence/",
+        ReplayDivergenceView.as_view(),
+        name="replay-divergence",
+    ),
     path("", DashboardTabView.as_view(tab="overview"), name="overview"),
     *[
         path(f"{slug}/", DashboardTabView.as_view(tab=slug), name=slug)

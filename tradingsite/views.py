@@ -5,7 +5,8 @@ from typing import Any
 
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.generic import TemplateView
@@ -13,7 +14,15 @@ from django.views.generic import TemplateView
 from doctor.dashboard import doctor_context
 from mlinsights.dashboard import ml_insights_context
 from risk.dashboard import risk_tab_context
-from routing.dashboard import overview_context, router_health_context
+from routing.dashboard import overview_context
+from routing.models import ReplayRun
+from routing.replay_dashboard import (
+    MAX_ID,
+    REPLAY_FORM_SESSION_KEY,
+    divergence_context,
+    replays_context,
+    router_health_page,
+)
 from tradingsite.accounts import (
     is_operator,
     login_failure_record,
@@ -25,6 +34,7 @@ from tradingsite.health import readiness
 TABS = (
     ("overview", "Overview"),
     ("router-health", "Router Health"),
+    ("replays", "Replays"),
     ("risk", "Risk"),
     ("ml-insights", "ML Insights"),
     ("doctor", "Doctor"),
@@ -93,7 +103,14 @@ class DashboardTabView(LoginRequiredMixin, TemplateView):
         if self.tab == "overview":
             context.update(overview_context(), is_operator=is_operator(self.request.user))
         elif self.tab == "router-health":
-            context.update(router_health_context(self.request.GET.get("window", "")))
+            context.update(
+                router_health_page(
+                    self.request.GET.get("window", ""), self.request.GET.get("run", "").strip()
+                )
+            )
+        elif self.tab == "replays":
+            refused = self.request.session.pop(REPLAY_FORM_SESSION_KEY, None)
+            context.update(replays_context(refused), is_operator=is_operator(self.request.user))
         elif self.tab == "risk":
             context.update(risk_tab_context())
         elif self.tab == "ml-insights":
@@ -101,3 +118,21 @@ class DashboardTabView(LoginRequiredMixin, TemplateView):
         elif self.tab == "doctor":
             context.update(doctor_context())
         return context
+
+
+class ReplayDivergenceView(LoginRequiredMixin, TemplateView):
+    """A done replay against live trading: the PnL gap, its causes and the trades compared."""
+
+    template_name = "dashboard/replay-divergence.html"
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        run_id = int(self.kwargs["run_id"])
+        if not 0 < run_id <= MAX_ID:
+            raise Http404("no such replay")
+        run = get_object_or_404(ReplayRun, pk=run_id)
+        return {
+            **super().get_context_data(**kwargs),
+            "tabs": TABS,
+            "active_tab": "replays",
+            **divergence_context(run),
+        }

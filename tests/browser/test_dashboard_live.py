@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 TABS = {
     "Overview": "/",
     "Router Health": "/router-health/",
+    "Replays": "/replays/",
     "Risk": "/risk/",
     "ML Insights": "/ml-insights/",
     "Doctor": "/doctor/",

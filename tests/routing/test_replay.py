@@ -33,12 +33,14 @@ from routing.replay import (
     ReplayInterrupted,
     ReplayInvalid,
     replay_create,
+    replay_lock_name,
     replay_resume,
     replay_start,
     replay_stop,
 )
 from routing.signal_services import signal_sources_sync
-from routing.tasks import executor_run_once
+from routing.tasks import executor_run_once, replay_task
+from tests.conftest import wait_for
 from tradingsite.decimals import quantize
 from tradingsite.locks import single_flight
 from tradingsite.models import OutboxEntry
@@ -346,7 +348,7 @@ def test_the_command_replays_and_resumes(runs: list[ReplayRun]) -> None:
         call_command("replay", "--from", "2026-03-02", "--to", "2026-03-01", "--symbols", "BTCUSDT")
     # a run whose worker died (left "running", nobody holds its lock) resumes, then deletes
     ReplayRun.objects.filter(pk=run.pk).update(status=ReplayRun.Status.RUNNING)
-    with single_flight(f"replay-{run.pk}", ttl_seconds=30) as held:
+    with single_flight(replay_lock_name(run.pk), ttl_seconds=30) as held:
         assert held.acquired
         with pytest.raises(ReplayInvalid, match="only an interrupted, failed or abandoned"):
             replay_resume(ReplayRun.objects.get(pk=run.pk))
@@ -446,3 +448,29 @@ def test_matching_pairs_the_closest_decisions_first() -> None:
     pairs, live_only, replay_only = _match([early], [far])
     assert pairs == []
     assert (live_only, replay_only) == ([early], [far])
+
+
+def test_the_task_runs_a_replay_on_the_ml_queue_through_a_real_worker(
+    runs: list[ReplayRun], celery_worker_process: Any
+) -> None:
+    from tradingsite.celery import app
+
+    assert app.amqp.router.route({}, "routing.tasks.replay_task")["queue"].name == "ml"
+    live_session(10)
+    run = replay_create(
+        start=T0 - MS, end=T0 + timedelta(minutes=9) - MS, symbols=["BTCUSDT"], actor="test"
+    )
+    runs.append(run)
+    replay_task.delay(run_id=run.pk)
+
+    def done() -> bool:
+        run.refresh_from_db()
+        return run.status in (ReplayRun.Status.DONE, ReplayRun.Status.FAILED)
+
+    wait_for(done, timeout=120, what="the worker to finish the replay")
+    assert run.status == ReplayRun.Status.DONE, run.error
+    assert run.bars_done == 10
+    live = trades()
+    with replay_database(run.pk):
+        assert trades() == live
+    assert "routing.tasks.replay_task" in celery_worker_process.log()

@@ -31,6 +31,7 @@ SAMPLE_KWARGS = {
     "version": "1",
     "task_id": "no-such-task",
     "target": "global",
+    "run_id": "1",
 }
 DENIED = {401, 403}
 
@@ -50,7 +51,7 @@ def api_endpoints() -> list[tuple[str, tuple[str, ...]]]:
                 view_class = getattr(entry.callback, "view_class", None)
                 methods = tuple(
                     m
-                    for m in ("get", "post", "patch")
+                    for m in ("get", "post", "patch", "delete")
                     if view_class is not None and hasattr(view_class, m)
                 )
                 found.append(("/" + route, methods))

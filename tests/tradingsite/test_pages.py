@@ -11,7 +11,7 @@ from doctor.services import heartbeat_record
 
 pytestmark = pytest.mark.django_db
 
-TAB_PATHS = ["/", "/router-health/", "/risk/", "/ml-insights/", "/doctor/"]
+TAB_PATHS = ["/", "/router-health/", "/replays/", "/risk/", "/ml-insights/", "/doctor/"]
 
 
 @pytest.mark.parametrize("path", TAB_PATHS)
@@ -22,14 +22,14 @@ def test_every_tab_requires_login(client: Client, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", TAB_PATHS)
-def test_every_tab_shows_all_five_tabs_to_a_logged_in_user(
+def test_every_tab_shows_all_six_tabs_to_a_logged_in_user(
     client: Client, viewer_user: User, path: str
 ) -> None:
     client.force_login(viewer_user)
     response = client.get(path)
     assert response.status_code == 200
     html = response.content.decode()
-    for label in ["Overview", "Router Health", "Risk", "ML Insights", "Doctor"]:
+    for label in ["Overview", "Router Health", "Replays", "Risk", "ML Insights", "Doctor"]:
         assert f">{label}</a>" in html
     assert 'aria-current="page"' in html
     assert 'id="last-heartbeat"' in html

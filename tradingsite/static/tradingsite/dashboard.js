@@ -96,9 +96,12 @@
     }));
   }
 
+  let fillsLive = true;
+  function followFills(on) { fillsLive = on; }
+
   function prependFill(fill) {
     const body = document.querySelector("#recent-fills tbody");
-    if (!body) return;
+    if (!body || !fillsLive) return;
     const empty = body.querySelector(".empty-row");
     if (empty) empty.remove();
     const tr = document.createElement("tr");
@@ -127,5 +130,5 @@
   }
 
   live.on("routing.fill", prependFill);
-  window.dashboard = { navChart, linesChart, renderTable, getJson, initialJson };
+  window.dashboard = { navChart, linesChart, renderTable, getJson, initialJson, followFills };
 })();
