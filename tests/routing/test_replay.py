@@ -27,7 +27,6 @@ from routing.models import (
     Order,
     ReplayRun,
     Signal,
-    SignalSource,
 )
 from routing.replay import (
     ReplayInterrupted,
@@ -38,9 +37,10 @@ from routing.replay import (
     replay_start,
     replay_stop,
 )
-from routing.signal_services import signal_sources_sync
-from routing.tasks import executor_run_once, replay_task
+from routing.tasks import replay_task
 from tests.conftest import wait_for
+from tests.routing import replay_support
+from tests.routing.replay_support import MS, T0, eager_paper_trading
 from tradingsite.decimals import quantize
 from tradingsite.locks import single_flight
 from tradingsite.models import OutboxEntry
@@ -54,25 +54,12 @@ from tradingsite.replaydb import (
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("global_limits")]
 
-T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 MINUTES = 60
-MS = timedelta(milliseconds=1)
 
 
 @pytest.fixture(autouse=True)
 def paper(settings: Any, global_limits: Any) -> None:
-    settings.VENUE = "paper"
-    settings.SYMBOLS = ["BTCUSDT"]
-    signal_sources_sync()
-    # Eager thresholds (operators set params in the admin), so a short session trades.
-    for source in SignalSource.objects.exclude(name="ml"):
-        eager = {"threshold": 0.05} if source.name == "momentum" else {"entry_z": 0.2}
-        source.params = {**source.params, **eager}
-        source.save()
-    # Stops far away: a stop's fill depends on the path inside a bar, which a replay over
-    # stored bars sees only as open/low/high/close (the divergence report's business).
-    global_limits.stop_distance = Decimal("0.5")
-    global_limits.save()
+    eager_paper_trading(settings, global_limits)
 
 
 @pytest.fixture
@@ -85,9 +72,7 @@ def runs() -> Iterator[list[ReplayRun]]:
 
 
 def live_session(minutes: int = MINUTES) -> None:
-    """A live paper session ticking at each bar close (the first tick makes a day of bars)."""
-    for minute in range(minutes):
-        assert executor_run_once(now=T0 + timedelta(minutes=minute)) is not None
+    replay_support.live_session(minutes)
 
 
 def replay(runs: list[ReplayRun], minutes: int = MINUTES, **options: Any) -> ReplayRun:

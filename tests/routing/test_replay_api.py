@@ -23,17 +23,16 @@ from kombu.exceptions import OperationalError
 
 from routing.divergence import CAUSES, CSV_COLUMNS
 from routing.health import router_health_refresh, router_health_summary
-from routing.models import MarketBar, ReplayRun, SignalSource
+from routing.models import MarketBar, ReplayRun
 from routing.replay import replay_lock_name, replay_start
-from routing.signal_services import signal_sources_sync
-from routing.tasks import executor_run_once, replay_task
+from routing.tasks import replay_task
+from tests.routing import replay_support
+from tests.routing.replay_support import MS, T0, eager_paper_trading
 from tradingsite.locks import single_flight
 from tradingsite.replaydb import replay_database_drop, replay_database_exists
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("global_limits")]
 
-T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
-MS = timedelta(milliseconds=1)
 LIVE_MINUTES = 30
 BARS = 200  # stored bars of the tests without a live session
 REPLAYS = "/api/v1/replays/"
@@ -42,20 +41,6 @@ REPLAYS = "/api/v1/replays/"
 @pytest.fixture(autouse=True)
 def paper(settings: Any, global_limits: Any) -> None:
     eager_paper_trading(settings, global_limits)
-
-
-def eager_paper_trading(settings: Any, global_limits: Any) -> None:
-    """The paper venue with eager signal sources, so a short session trades (as in
-    test_replay.py)."""
-    settings.VENUE = "paper"
-    settings.SYMBOLS = ["BTCUSDT"]
-    signal_sources_sync()
-    for source in SignalSource.objects.exclude(name="ml"):
-        eager = {"threshold": 0.05} if source.name == "momentum" else {"entry_z": 0.2}
-        source.params = {**source.params, **eager}
-        source.save()
-    global_limits.stop_distance = Decimal("0.5")
-    global_limits.save()
 
 
 @pytest.fixture(autouse=True)
@@ -74,9 +59,7 @@ def logged_in(user: User) -> Client:
 
 
 def live_session(minutes: int = LIVE_MINUTES) -> None:
-    """Live paper trading at each bar close (its first tick stores a day of bars)."""
-    for minute in range(minutes):
-        assert executor_run_once(now=T0 + timedelta(minutes=minute)) is not None
+    replay_support.live_session(minutes)
 
 
 def store_bars(count: int = BARS, symbol: str = "BTCUSDT") -> None:
