@@ -183,7 +183,9 @@ def replay_create(
         bars_total=total,
         settings={
             "initial_nav": str(nav),
-            "initial_nav_from": "live NAV" if initial_nav is None and live_nav else "given",
+            "initial_nav_from": (
+                "given" if initial_nav is not None else "live NAV" if live_nav else "default"
+            ),
             "slippage_bps": str(slippage),
             **{name: str(value) for name, value in FEE_DEFAULTS.items()},
             "warmup_minutes": int(WARMUP.total_seconds() // 60),

@@ -117,6 +117,7 @@ def test_a_replay_of_a_live_paper_session_reproduces_its_trades(runs: list[Repla
     # the live records are untouched by the replay (its rows are in its own database)
     assert (Order.objects.count(), Fill.objects.count(), OutboxEntry.objects.count()) == live_rows
     assert run.bars_done == run.bars_total == MINUTES
+    assert run.settings["initial_nav_from"] == "default"  # no live NAV before the session
     assert run.summary["fills"] == Fill.objects.count()
 
     report = divergence_report(run)
@@ -406,6 +407,7 @@ def test_a_replay_from_the_middle_of_a_session_puts_live_s_open_book_in_opening_
     assert run.settings["initial_nav"] == str(
         NavPoint.objects.filter(at__lte=start).order_by("-at").values_list("nav", flat=True)[0]
     )
+    assert run.settings["initial_nav_from"] == "live NAV"
 
 
 def _decision(bar_minute: int) -> Decision:
