@@ -19,7 +19,7 @@ from routing.replay import replay_create, replay_start
 from tests.browser.test_dashboard_live import log_in
 from tests.browser.test_router_health import off_the_page_thread
 from tests.conftest import ARTIFACTS
-from tests.routing.test_replay_api import MS, T0, eager_paper_trading, live_session
+from tests.routing.replay_support import MS, T0, eager_paper_trading, live_session
 from tradingsite.replaydb import replay_database, replay_database_drop
 
 pytestmark = [
