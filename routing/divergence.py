@@ -288,10 +288,6 @@ def _opening_mark(run: ReplayRun, symbol: str) -> Decimal:
     return close if close is not None else ZERO
 
 
-def _pnl(decision: Decision, mark: Decimal) -> Decimal:
-    return decision.pnl(mark)
-
-
 def _seconds(later: datetime | None, earlier: datetime) -> float | None:
     return round((later - earlier).total_seconds(), 3) if later is not None else None
 
@@ -373,10 +369,10 @@ def divergence_report(run: ReplayRun) -> Report:
             parts = {"sizing": sizing, "delay": delay, "execution": execution, "fees": fees}
             cause = "matched"
         elif left.quantity:
-            parts = {"live_only": -_pnl(left, mark)}
+            parts = {"live_only": -left.pnl(mark)}
             cause = "live_only"
         elif right.quantity:
-            parts = {"replay_only": _pnl(right, mark)}
+            parts = {"replay_only": right.pnl(mark)}
             cause = "replay_only"
         else:
             parts = {}
@@ -385,11 +381,11 @@ def divergence_report(run: ReplayRun) -> Report:
             causes[name] += value
         row(cause, left, right, parts)
     for left in live_only:
-        parts = {"live_only": -_pnl(left, marks[left.key[0]])}
+        parts = {"live_only": -left.pnl(marks[left.key[0]])}
         causes["live_only"] += parts["live_only"]
         row("live_only", left, None, parts)
     for right in replay_only:
-        parts = {"replay_only": _pnl(right, marks[right.key[0]])}
+        parts = {"replay_only": right.pnl(marks[right.key[0]])}
         causes["replay_only"] += parts["replay_only"]
         row("replay_only", None, right, parts)
     causes["funding"] = replay.funding - live.funding
@@ -432,7 +428,7 @@ def divergence_report(run: ReplayRun) -> Report:
 
 
 def _total(decisions: Iterable[Decision], marks: dict[str, Decimal]) -> Decimal:
-    return sum((_pnl(decision, marks[decision.key[0]]) for decision in decisions), ZERO)
+    return sum((decision.pnl(marks[decision.key[0]]) for decision in decisions), ZERO)
 
 
 CSV_COLUMNS = (

@@ -44,7 +44,16 @@ from mlinsights.models import MLConfig, ModelVersion
 from risk.models import RiskLimit
 from routing.executor import BAR_INTERVAL, TickContext, executor_tick
 from routing.health import router_health_recompute
-from routing.models import Instrument, MarketBar, NavPoint, ReplayRun, SignalSource
+from routing.models import (
+    Fill,
+    Instrument,
+    MarketBar,
+    NavPoint,
+    Order,
+    ReplayRun,
+    Signal,
+    SignalSource,
+)
 from routing.paper import (
     DEFAULT_SYMBOLS,
     GENERIC_SYMBOL,
@@ -507,8 +516,6 @@ def _execute(
 
 def replay_summary(run: ReplayRun) -> dict[str, Any]:
     """Headline figures of the run (read inside its database)."""
-    from routing.models import Fill, Order, Signal
-
     last_nav = NavPoint.objects.order_by("-at", "-id").values_list("nav", flat=True).first()
     initial = Decimal(run.settings["initial_nav"])
     return {
@@ -547,6 +554,11 @@ def replay_as_dict(run: ReplayRun) -> dict[str, Any]:
     }
 
 
+def replay_push(run: ReplayRun, **extra: Any) -> None:
+    """The run as it is now, to open pages (after the transaction commits)."""
+    live_push(event="routing.replay", data={**replay_as_dict(run), **extra})
+
+
 def replay_start(
     run_id: int,
     *,
@@ -569,7 +581,7 @@ def replay_start(
             return run
 
         def on_progress(step: ReplayProgress) -> None:
-            live_push(event="routing.replay", data=replay_as_dict(run))
+            replay_push(run)
             if progress is not None:
                 progress(step)
 
@@ -585,7 +597,7 @@ def replay_start(
             return replay_execute(run, progress=on_progress, should_stop=should_stop, renew=renew)
         finally:
             run.refresh_from_db()
-            live_push(event="routing.replay", data=replay_as_dict(run))
+            replay_push(run)
 
 
 def replay_stop(run: ReplayRun) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -31,13 +32,13 @@ from routing.replay import (
     replay_as_dict,
     replay_create,
     replay_delete,
+    replay_push,
     replay_resume,
     replay_stop,
 )
 from routing.tasks import replay_task
 from tradingsite.accounts import audit_log
 from tradingsite.display import NO_VALUE
-from tradingsite.live import live_push
 from tradingsite.replaydb import replay_database, replay_database_exists
 
 logger = logging.getLogger(__name__)
@@ -68,11 +69,7 @@ assert set(CAUSE_NOTES) == set(CAUSES), "every cause is explained"
 
 
 def replay_url(run: ReplayRun) -> str:
-    return f"/api/v1/replays/{run.pk}/"
-
-
-def _push(run: ReplayRun) -> None:
-    live_push(event="routing.replay", data=replay_as_dict(run))
+    return reverse("api-replay", args=[run.pk])
 
 
 # --- reading a replay's figures --------------------------------------------------------------
@@ -275,7 +272,7 @@ def _queue(run: ReplayRun) -> None:
             logger.warning("replay %s was not queued: %s", run.pk, error)
             run.refresh_from_db()
             replay_stop(run)
-            _push(run)
+            replay_push(run)
             raise ReplayNotQueued(run) from error
         ReplayRun.objects.filter(pk=run.pk).update(task_id=str(result.id))
 
@@ -310,7 +307,7 @@ def operator_replay_start(
             f"replay started from the {via}: {', '.join(run.symbols)} "
             f"{run.start.isoformat()} to {run.end.isoformat()} ({run.bars_total} bars)",
         )
-        _push(run)
+        replay_push(run)
         _queue(run)
     run.refresh_from_db()
     return run
@@ -322,7 +319,7 @@ def operator_replay_stop(*, user: User, run: ReplayRun, via: str = "dashboard") 
     with transaction.atomic():
         replay_stop(run)
         audit_log(user, run, f"replay stop requested from the {via}")
-        _push(run)
+        replay_push(run)
     return run
 
 
@@ -332,7 +329,7 @@ def operator_replay_resume(*, user: User, run: ReplayRun, via: str = "dashboard"
     with transaction.atomic():
         replay_resume(run)
         audit_log(user, run, f"replay resumed from the {via}")
-        _push(run)
+        replay_push(run)
         _queue(run)
     run.refresh_from_db()
     return run
@@ -341,8 +338,7 @@ def operator_replay_resume(*, user: User, run: ReplayRun, via: str = "dashboard"
 def operator_replay_delete(*, user: User, run: ReplayRun, via: str = "dashboard") -> None:
     """Remove a run no process is running, with its database (``ReplayInvalid`` while one
     does); audited before it goes."""
-    shown = replay_as_dict(run)
     with transaction.atomic():
         audit_log(user, run, f"replay deleted from the {via}")
+        replay_push(run, deleted=True)  # the run as it was (sent once the delete commits)
         replay_delete(run)  # refused while it runs: the log entry is rolled back with it
-        live_push(event="routing.replay", data={**shown, "deleted": True})
