@@ -8,7 +8,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 TEST_STAMP := $(VENV)/.test-installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint typecheck pytest chromium bench clean
+.PHONY: run test lint typecheck pytest chromium bench drills clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,13 @@ BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingsite_bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/13
 bench: $(TEST_STAMP)
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) -m tests.benchmarks.run
+
+# Fault drills at full size, each on its own redis-server (free port) and PostgreSQL database
+# (<base>_drill_<name> on DRILL_DATABASE_URL's server); rewrites docs/reliability.md. CI runs the
+# same drills at minimum sizes inside the test suite (tests/drills/test_drills.py).
+DRILL_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingsite
+drills: $(TEST_STAMP) $(NODE_STAMP)
+	DRILL_DATABASE_URL=$(DRILL_DATABASE_URL) $(PY) -m tests.drills.run
 
 # The browser tests use Chromium from CHROMIUM_PATH or PATH, else Playwright's own download;
 # when none can be had the run stops here and says so (a browser test is never skipped).

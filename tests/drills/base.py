@@ -1,0 +1,85 @@
+"""What every drill shares: its entry in the registry and its verdict."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Drill:
+    """A drill: the module with its ``run(stack, bounded=...) -> Verdict`` and its stack layout
+    (keyword arguments of :class:`tests.drills.stack.Stack`)."""
+
+    name: str
+    title: str
+    module: str
+    layout: dict[str, Any] = field(default_factory=dict)
+
+
+# In the order `make drills` runs them (and the CI test lists them).
+DRILLS: tuple[Drill, ...] = (
+    Drill(
+        "exchange_faults",
+        "exchange faults",
+        "tests.drills.drill_exchange_faults",
+        {"ml_workers": 0},
+    ),
+    Drill("worker_kill", "worker killed mid-tick", "tests.drills.drill_worker_kill"),
+    Drill("redis_restart", "Redis restarted", "tests.drills.drill_redis_restart"),
+    Drill("firestore_down", "Firestore emulator down", "tests.drills.drill_firestore_down"),
+    Drill(
+        "postgres_drop",
+        "PostgreSQL connections dropped",
+        "tests.drills.drill_postgres_drop",
+    ),
+    Drill(
+        "scale_out",
+        "scale-out",
+        "tests.drills.drill_scale_out",
+        {"workers": 2},
+    ),
+)
+BY_NAME = {drill.name: drill for drill in DRILLS}
+
+
+@dataclass
+class Verdict:
+    """A drill's outcome: passed or not, one line with its figures, and the figures."""
+
+    drill: str
+    passed: bool
+    line: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    bounded: bool = False
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_file(cls, path: Path) -> Verdict:
+        return cls(**json.loads(path.read_text()))
+
+
+class Checks:
+    """Collects a drill's pass/fail conditions so the verdict names every one that failed."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def check(self, ok: bool, what: str) -> bool:
+        if not ok:
+            self.failed.append(what)
+        return ok
+
+    def verdict(
+        self, drill: str, summary: str, figures: dict[str, Any], *, bounded: bool
+    ) -> Verdict:
+        passed = not self.failed
+        line = f"{'PASS' if passed else 'FAIL'} {drill}: {summary}"
+        if not passed:
+            line += " — failed: " + "; ".join(self.failed)
+        return Verdict(drill=drill, passed=passed, line=line, figures=figures, bounded=bounded)
