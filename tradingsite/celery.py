@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 
 from tradingsite.config import exit_on_config_error
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
+# Every redis:// (and redis+socket://) broker URL gets our transport: kombu's Redis transport
+# that survives a Redis restart (see tradingsite.broker).
+TRANSPORT_ALIASES["redis"] = "tradingsite.broker:Transport"
+
 
 app = Celery("tradingsite")
 # Settings are read here, at import, so a bad variable stops the worker with one line

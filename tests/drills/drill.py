@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 import traceback
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bounded", action="store_true", help="CI's minimum sizes")
     parser.add_argument("--verdict", type=Path, help="write the verdict here as JSON")
     args = parser.parse_args(argv)
+    # SIGTERM (a stopped run) unwinds like Ctrl-C, so the stack below is closed and dropped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     drill = BY_NAME[args.name]
     started = time.monotonic()
     stack = Stack(drill.name, **drill.layout)

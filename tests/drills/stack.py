@@ -14,6 +14,7 @@ environment from :meth:`Stack.env` before Django reads its settings.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
@@ -42,6 +43,16 @@ EMULATOR_READY = "firestore emulator ready"
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/tradingsite"
 API_KEY = "drill-api-key"
 API_SECRET = "drill-api-secret"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_drill() -> None:
+    """In the child before exec: the kernel kills it when the drill process dies, even by
+    SIGKILL (a drill that timed out), so no stack outlives its drill."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class DrillError(RuntimeError):
@@ -108,6 +119,7 @@ class Child:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_drill,
             )
         return self
 
@@ -391,6 +403,8 @@ class Stack:
                 f"worker{number}@drill",
                 "--concurrency",
                 str(concurrency),
+                "--include",
+                "tests.drills.tasks",
                 "--loglevel",
                 "INFO",
             )
