@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -44,6 +44,10 @@ from routing.venues import Venue, VenueOrder, VenueOrderState, VenueStatus
 logger = logging.getLogger(__name__)
 
 MAX_SUBMISSIONS = 5  # sends of one order (each after a definitive "not placed")
+# A PENDING order (recorded, never sent: order_send marks SUBMITTING before any request) older
+# than this belongs to a tick that died between deciding and sending: no running tick is that
+# old (the executor task's hard time limit is 90 s).
+PENDING_ABANDONED_AFTER = timedelta(minutes=3)
 MAX_STATUS_QUERIES = 5  # per unknown outcome, before leaving it to reconciliation
 DUPLICATE_CLIENT_ORDER_ID = -4116  # an order with this id is open: it was placed after all
 
@@ -236,6 +240,13 @@ def orders_resolve_unknown(*, venue: Venue, clock: Clock = timezone.now) -> dict
     adopt the venue's state, or - when the venue has never seen the order - cancel the stale
     intent (it is not sent again after a restart: its decision is old)."""
     counts = {"adopted": 0, "not_placed": 0, "still_unknown": 0}
+    counts["not_placed"] = Order.objects.filter(
+        status=Order.Status.PENDING, updated_at__lt=clock() - PENDING_ABANDONED_AFTER
+    ).update(
+        status=Order.Status.CANCELED,
+        last_error="never sent: the tick that decided it stopped before sending",
+        updated_at=clock(),
+    )
     pending = Order.objects.filter(status__in=[Order.Status.SUBMITTING, Order.Status.UNKNOWN])
     for order in pending.order_by("id"):
         answer = _resolve(order, venue)

@@ -9,11 +9,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from binance.exceptions import BinanceAPIException
+from django.utils import timezone
 from requests.exceptions import RequestException
 
 from risk.limits import Side
@@ -21,7 +23,12 @@ from risk.models import RiskLimit, RiskState
 from risk.services import risk_state_load
 from routing.binance_testserver import BinanceTestServer, FaultKind
 from routing.models import Order
-from routing.orders import order_create, order_send, orders_resolve_unknown
+from routing.orders import (
+    PENDING_ABANDONED_AFTER,
+    order_create,
+    order_send,
+    orders_resolve_unknown,
+)
 from routing.resilience import RetryPolicy
 from routing.venues import BinanceFutures
 from tradingsite.guard import GuardContext, binance_client_for_writing
@@ -273,3 +280,30 @@ def test_an_order_left_unknown_by_a_crash_is_resolved_by_reconciliation(
     assert placed.status == Order.Status.FILLED
     assert never.status == Order.Status.CANCELED
     assert len(server.accepted_orders) == 1
+
+
+def test_an_order_recorded_by_a_tick_that_died_before_sending_is_closed_not_sent(
+    server: BinanceTestServer, client: Any
+) -> None:
+    # given an order a tick recorded and then died before sending (it stays PENDING), and one
+    # that a running tick has just recorded
+    risk_state_load(initial_nav=Decimal("1000000"))
+    venue = venue_for(client, Waits([]))
+    abandoned = order_create(symbol="BTCUSDT", side=Side.BUY, quantity=QUANTITY)
+    Order.objects.filter(pk=abandoned.pk).update(
+        updated_at=timezone.now() - PENDING_ABANDONED_AFTER - timedelta(seconds=1)
+    )
+    fresh = order_create(symbol="BTCUSDT", side=Side.SELL, quantity=QUANTITY)
+
+    # when reconciliation resolves what is not final
+    counts = orders_resolve_unknown(venue=venue)
+
+    # then the abandoned intent is closed without reaching the venue; the fresh one is left to
+    # the tick that is about to send it
+    assert counts == {"adopted": 0, "not_placed": 1, "still_unknown": 0}
+    abandoned.refresh_from_db()
+    fresh.refresh_from_db()
+    assert abandoned.status == Order.Status.CANCELED
+    assert "never sent" in abandoned.last_error
+    assert fresh.status == Order.Status.PENDING
+    assert server.accepted_orders == []
