@@ -25,21 +25,50 @@ DRILLS: tuple[Drill, ...] = (
         "exchange_faults",
         "exchange faults",
         "tests.drills.drill_exchange_faults",
-        {"ml_workers": 0},
+        {
+            "ml_workers": 0,
+            "web": False,
+            "firestore": False,
+            "symbols": (
+                "BTCUSDT",
+                "ETHUSDT",
+                "SOLUSDT",
+                "XRPUSDT",
+                "ADAUSDT",
+                "DOGEUSDT",
+                "LTCUSDT",
+                "LINKUSDT",
+            ),
+        },
     ),
-    Drill("worker_kill", "worker killed mid-tick", "tests.drills.drill_worker_kill"),
+    Drill(
+        "worker_kill",
+        "worker killed mid-tick",
+        "tests.drills.drill_worker_kill",
+        # The production interval: the executor lock's expiry (six intervals) then outlasts a
+        # worker's restart, as it does in production (at 1 s it expires during the restart).
+        {"executor_interval": 5},
+    ),
     Drill("redis_restart", "Redis restarted", "tests.drills.drill_redis_restart"),
-    Drill("firestore_down", "Firestore emulator down", "tests.drills.drill_firestore_down"),
+    # A tick every 3 s: trading at a tick a second spends more than the venue's request weight
+    # budget (80 % of 2,400 a minute), and ticks then wait for the next minute.
+    Drill(
+        "firestore_down",
+        "Firestore emulator down",
+        "tests.drills.drill_firestore_down",
+        {"executor_interval": 3},
+    ),
     Drill(
         "postgres_drop",
         "PostgreSQL connections dropped",
         "tests.drills.drill_postgres_drop",
+        {"executor_interval": 3},
     ),
     Drill(
         "scale_out",
         "scale-out",
         "tests.drills.drill_scale_out",
-        {"workers": 2},
+        {"workers": 2, "ml_workers": 2},
     ),
 )
 BY_NAME = {drill.name: drill for drill in DRILLS}
