@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -9,7 +11,8 @@ import pytest
 import redis
 
 from tests.conftest import ROOT, child_env, wait_for
-from tradingsite.locks import single_flight, skipped_count
+from tradingsite.locks import holder_dead, single_flight, skipped_count
+from tradingsite.redisconn import redis_client, redis_key
 
 
 @pytest.fixture
@@ -98,3 +101,41 @@ def test_renewing_a_lock_that_expired_raises(name: str) -> None:
         time.sleep(1.0)
         with pytest.raises(redis.exceptions.LockNotOwnedError):
             run.renew()
+
+
+def test_a_crashed_holder_on_this_machine_loses_the_lock_at_once(name: str) -> None:
+    # given a process of this machine that took the lock for long and died holding it
+    holder = hold_in_other_process(name, ttl=300, then="crash")
+    holder.wait()
+
+    # when the next run comes
+    with single_flight(name, ttl_seconds=30) as run:
+        # then it takes the lock over without waiting out the expiry
+        assert run.acquired
+    assert skipped_count(name) == 0
+
+
+def test_a_holder_elsewhere_keeps_the_lock_until_it_expires(name: str) -> None:
+    # given the lock held by a process id that does not run here, but on another host
+    dead_pid = 2**22 + 1  # above the kernel's pid_max: never a running process
+    client = redis_client()
+    key = redis_key("lock", name)
+    client.set(key, f"another-host|pid:[1]|{dead_pid}|{uuid.uuid4().hex}", px=30_000)
+
+    # then a run here cannot tell it is dead, and is skipped
+    with single_flight(name, ttl_seconds=30) as run:
+        assert not run.acquired
+    assert holder_dead(client.get(key)) is False
+
+
+def test_only_a_dead_process_of_this_machine_and_namespace_is_judged_dead() -> None:
+    host, namespace = socket.gethostname(), os.readlink("/proc/self/ns/pid")
+    dead_pid = 2**22 + 1  # above the kernel's pid_max: never a running process
+    token = uuid.uuid4().hex
+    assert holder_dead(f"{host}|{namespace}|{dead_pid}|{token}")
+    assert not holder_dead(f"{host}|{namespace}|{os.getpid()}|{token}")  # this process
+    assert not holder_dead(f"{host}|{namespace}|1|{token}")  # alive (init)
+    assert not holder_dead(f"{host}|pid:[0]|{dead_pid}|{token}")  # another namespace
+    assert not holder_dead(f"{host}||{dead_pid}|{token}")  # namespace unknown
+    assert not holder_dead(token)  # an old-style token
+    assert not holder_dead(None)
