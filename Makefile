@@ -43,7 +43,10 @@ pytest: $(TEST_STAMP) $(NODE_STAMP) chromium
 
 # Benchmarks beside their baselines, same run; rewrites docs/benchmarks.md. They run on
 # PostgreSQL (BENCH_DATABASE_URL, created when missing: the dashboard's is measured there) and
-# the local Redis (BENCH_REDIS_URL, its own database number).
+# the local Redis (BENCH_REDIS_URL, its own database number). The defaults take a few minutes;
+# the full-size runs are set in the environment: BENCH_REPLAY_DAYS=30 (a month of bars, about
+# an hour), BENCH_HEALTH_FILLS=1000000 (Router Health over a million fills), BENCH_WS_CLIENTS,
+# BENCH_WS_SECONDS, BENCH_LOAD_USERS and BENCH_LOAD_SECONDS.
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/tradingsite_bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/13
 bench: $(TEST_STAMP)

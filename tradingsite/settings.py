@@ -178,8 +178,10 @@ def _database() -> dict[str, Any]:
         # (they are given its path), one per test run so two runs never share one.
         config["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
     else:
-        config["CONN_MAX_AGE"] = 60
-        config["CONN_HEALTH_CHECKS"] = True
+        # A connection per request and per task (Django's default), not persistent ones:
+        # under ASGI each request may run on a thread of its own, and connections kept per
+        # thread ran the server out of connections under load (the API load benchmark).
+        config["CONN_MAX_AGE"] = 0
     return config
 
 
@@ -252,7 +254,10 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 times a socket out after 5 s, as long as channels-redis blocks
+            # waiting for a message: a quiet socket's wait could time out and close the page's
+            # websocket (the 500-client benchmark saw it). Longer than that wait, still bounded.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
             "prefix": f"{REDIS_KEY_PREFIX}:asgi",
             "capacity": 200,
             "expiry": 30,

@@ -42,7 +42,7 @@ ORDER_SYMBOLS = tuple(f"BENCHO{n}USDT" for n in range(5))
 TICK_SYMBOLS = tuple(f"BENCHT{n:02d}USDT" for n in range(20))
 BULK_SYMBOLS = tuple(f"BENCHB{n:02d}USDT" for n in range(20))  # the baselines' rows
 ORDERS = 500
-ORDER_REPEATS = 3
+ORDER_REPEATS = 2
 BULK_REPEATS = 5
 TICKS = 5  # measured ticks, one minute apart, after the warm-up tick
 HISTORY = timedelta(hours=6)

@@ -11,6 +11,7 @@ import importlib
 import os
 import platform
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ MODULES = (
     "tests.benchmarks.bench_ml_scoring",
     "tests.benchmarks.bench_firestore",
     "tests.benchmarks.bench_api_lists",
+    "tests.benchmarks.bench_api_load",
+    "tests.benchmarks.bench_websocket",
     "tests.benchmarks.bench_replay",
 )
 
@@ -90,7 +93,22 @@ def _seconds(value: float) -> str:
     return f"{value:.2f} s"
 
 
-def render(rows: list[dict[str, Any]], *, machine: str, when: datetime) -> str:
+def _load() -> str:
+    """The 1-minute load average: the machine may be shared while the benchmarks run."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "unknown"
+
+
+def render(
+    rows: list[dict[str, Any]],
+    *,
+    machine: str,
+    when: datetime,
+    wall: float | None = None,
+    load: tuple[str, str] | None = None,
+) -> str:
     lines = [
         "# Benchmarks",
         "",
@@ -99,6 +117,15 @@ def render(rows: list[dict[str, Any]], *, machine: str, when: datetime) -> str:
         "",
         f"- run: {when:%Y-%m-%d %H:%M} UTC",
         f"- machine: {machine}",
+    ]
+    if wall is not None:
+        lines.append(f"- whole run: {wall / 60:.1f} min wall clock (`make bench`)")
+    if load is not None:
+        lines.append(
+            f"- load average (1 min) at the start and end of the run: {load[0]}, {load[1]} "
+            "(other work on the machine slows every figure alike)"
+        )
+    lines += [
         "",
         "| benchmark | time | baseline | baseline time | ratio | goal | met |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -131,15 +158,26 @@ def _redis_reset() -> None:
 
 
 def main() -> int:
+    started, load_start = time.monotonic(), _load()
     _setup_django()
     _redis_reset()
     rows: list[dict[str, Any]] = []
-    for name in MODULES:
+    # BENCH_ONLY=bench_websocket,bench_api_load runs a subset and leaves the document alone.
+    only = [
+        f"tests.benchmarks.{name}" for name in os.environ.get("BENCH_ONLY", "").split(",") if name
+    ]
+    for name in only or MODULES:
         module = importlib.import_module(name)
         print(f"running {name} ...", flush=True)
+        began = time.monotonic()
         rows.extend(module.run())
-    text = render(rows, machine=_machine(), when=datetime.now(UTC))
-    (ROOT / "docs" / "benchmarks.md").write_text(text)
+        print(f"  {name}: {time.monotonic() - began:.1f} s", flush=True)
+    wall = time.monotonic() - started
+    text = render(
+        rows, machine=_machine(), when=datetime.now(UTC), wall=wall, load=(load_start, _load())
+    )
+    if not only:
+        (ROOT / "docs" / "benchmarks.md").write_text(text)
     print(text)
     return 0
 
