@@ -10,7 +10,7 @@ bars to learn from.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -31,6 +31,7 @@ PAPER_WARMUP = timedelta(hours=24)  # within the paper venue's bar_history of 15
 # have to; with 0 no model could ever earn promotion (a random walk has nothing to find).
 PAPER_MOMENTUM = 0.7
 BINANCE_WEIGHT_PER_MINUTE = 2400  # USD-M futures, per IP (exchangeInfo rateLimits)
+RENEW_EVERY_SECONDS = 1.0  # while a venue call waits (weight budget, Retry-After, back-off)
 
 
 class _Clock:
@@ -41,14 +42,36 @@ class _Clock:
         return self.ms
 
 
+def renewing_sleep(renew: Callable[[], None]) -> Callable[[float], None]:
+    """``time.sleep`` that calls ``renew`` at least every ``RENEW_EVERY_SECONDS``: a run that
+    waits for the weight budget's next minute (up to 60 s) or a Retry-After keeps its
+    single-flight lock instead of letting it expire under it (a second tick beside it)."""
+
+    def sleep(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, RENEW_EVERY_SECONDS))
+            renew()
+
+    return sleep
+
+
 @contextmanager
-def venue_session(*, now_ms: int | None = None) -> Iterator[Venue]:
-    """The configured venue for one tick (the paper book is saved when the tick succeeds)."""
+def venue_session(
+    *, now_ms: int | None = None, renew: Callable[[], None] | None = None
+) -> Iterator[Venue]:
+    """The configured venue for one tick (the paper book is saved when the tick succeeds).
+    ``renew`` (the caller's lock) is kept alive while a venue call waits."""
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     if settings.VENUE == "binance":
+        policy = (
+            RetryPolicy(on_error=venue_error_record)
+            if renew is None
+            else RetryPolicy(on_error=venue_error_record, sleep=renewing_sleep(renew))
+        )
         yield BinanceFutures(
             client=binance_client_for_writing(),
-            policy=RetryPolicy(on_error=venue_error_record),
+            policy=policy,
             budget=WeightBudget(BINANCE_WEIGHT_PER_MINUTE),
         )
         return

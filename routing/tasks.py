@@ -48,7 +48,7 @@ def _under_executor_lock(what: str, now: datetime | None, work: Work[T]) -> T | 
             return None
         moment = now or timezone.now()
         clock: Clock = (lambda: moment) if now is not None else timezone.now
-        with venue_session(now_ms=int(moment.timestamp() * 1000)) as venue:
+        with venue_session(now_ms=int(moment.timestamp() * 1000), renew=run.renew) as venue:
             return work(venue, clock, run.renew)
 
 
@@ -85,11 +85,19 @@ def executor_tick_task() -> None:
     executor_run_once()
 
 
-@shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)
-def reconcile_task() -> None:
+RECONCILE_RETRY_SECONDS = 3
+RECONCILE_RETRIES = 18  # about a minute: the next scheduled run takes over after that
+
+
+@shared_task(bind=True, ignore_result=True, soft_time_limit=120, time_limit=180, max_retries=None)
+def reconcile_task(self: Task) -> None:  # type: ignore[type-arg]
     # On the default queue (only executor_* tasks go to the executor queue): it shares the
     # tick's lock, not its worker, so a slow venue here never delays the executor's queue.
-    reconcile_run_once()
+    # A tick holding the lock does not skip it: it is tried again between ticks, for about
+    # a minute (ticks waiting on the venue's weight budget hold the lock most of a minute,
+    # and a reconciliation skipped every time never ran at all: the exchange-faults drill).
+    if reconcile_run_once() is None and self.request.retries < RECONCILE_RETRIES:
+        raise self.retry(countdown=RECONCILE_RETRY_SECONDS)
 
 
 @shared_task(ignore_result=True, soft_time_limit=120, time_limit=180)

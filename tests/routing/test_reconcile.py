@@ -20,7 +20,12 @@ from routing.orders import order_create, order_send
 from routing.reconcile import reconcile, symbol_halted, symbol_unhalt
 from routing.resilience import RetryPolicy
 from routing.signal_services import signal_sources_sync
-from routing.tasks import executor_run_once, reconcile_run_once, reconcile_task
+from routing.tasks import (
+    RECONCILE_RETRIES,
+    executor_run_once,
+    reconcile_run_once,
+    reconcile_task,
+)
 from routing.venues import BinanceFutures
 from tradingsite.celery import app
 from tradingsite.guard import GuardContext, binance_client_for_writing
@@ -259,6 +264,19 @@ def test_the_task_is_skipped_while_an_executor_tick_holds_the_lock() -> None:
         assert tick.acquired
         assert reconcile_run_once() is None
     assert skipped_count("executor-tick") == skipped + 1
+
+
+def test_the_scheduled_task_tries_again_between_ticks_then_leaves_it_to_the_next_run() -> None:
+    # given a tick that holds the lock throughout
+    skipped = skipped_count("executor-tick")
+    with single_flight("executor-tick", ttl_seconds=30) as tick:
+        assert tick.acquired
+        # when the scheduled task runs (eagerly: each retry runs at once, not 3 s later)
+        result = reconcile_task.apply()
+    # then it was tried again and again, about a minute's worth, before leaving it to the
+    # next scheduled run (without failing)
+    assert skipped_count("executor-tick") == skipped + 1 + RECONCILE_RETRIES
+    assert result.state == "SUCCESS"
 
 
 def test_the_task_runs_on_the_default_queue() -> None:
