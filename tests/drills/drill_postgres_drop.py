@@ -24,7 +24,7 @@ from django.db import connection
 
 from doctor.models import Heartbeat
 from routing.models import Order
-from routing.orders import STATUS_FROM_VENUE
+from routing.orders import PENDING_ABANDONED_AFTER, STATUS_FROM_VENUE
 from tests.drills.base import Checks, Verdict
 from tests.drills.common import first_heartbeat_after, ticks_running
 from tests.drills.stack import DrillError, Stack, wait_until
@@ -34,7 +34,9 @@ from tradingsite.redisconn import redis_client, redis_key
 T = TypeVar("T")
 RESUME_TIMEOUT = 120.0
 # Reconciliation runs every minute (and resolves unknown orders): two runs and slack.
-RESOLVE_TIMEOUT = 180.0
+# An intent a dropped tick recorded but never sent is closed by the scheduled reconciliation
+# once it is older than any live tick can be, then within its minute.
+RESOLVE_TIMEOUT = PENDING_ABANDONED_AFTER.total_seconds() + 120.0
 # Seconds into a tick at which the drops land, in turn (a tick takes a few hundred ms).
 INTO_TICK = (0.0, 0.1, 0.05, 0.2, 0.02)
 INTERMEDIATE = (Order.Status.PENDING, Order.Status.SUBMITTING, Order.Status.UNKNOWN)
