@@ -187,6 +187,50 @@ def incremental_updates(cells: Cells, new: list[FillArrays]) -> Callable[[], obj
     return call
 
 
+def daily_keys(fills: FillArrays) -> npt.NDArray[np.int64]:
+    """The dense (day, source, symbol) key of every fill, as cells_from_fills groups them."""
+    day = (fills.at - T0) // DAY
+    keys: npt.NDArray[np.int64] = (day * len(fills.sources) + fills.source) * len(
+        fills.symbols
+    ) + fills.symbol
+    return keys
+
+
+def bincount_passes(fills: FillArrays) -> tuple[int, int]:
+    """The ``np.bincount`` calls one ``cells_from_fills`` makes and the values they read in
+    all, counted on an extra, untimed call."""
+    from unittest import mock
+
+    calls, values = 0, 0
+    bincount = np.bincount
+
+    def counted(x: npt.ArrayLike, /, weights: object = None, minlength: int = 0) -> object:
+        nonlocal calls, values
+        calls += 1
+        values += int(np.size(x))
+        return bincount(x, weights, minlength)  # type: ignore[arg-type]
+
+    with mock.patch.object(np, "bincount", counted):
+        cells_from_fills(fills, period_seconds=DAY)
+    return calls, values
+
+
+def _parts_cause(parts: dict[str, float], floor: float, passes: tuple[int, int]) -> str:
+    """Which part of the full recompute takes what, against the floor."""
+    calls, values = passes
+    cells, metrics, one = parts["cells_from_fills"], parts["group_metrics"], parts["bincount"]
+    return (
+        f"cells_from_fills alone {cells * 1e3:.2f} ms ({cells / floor:.1f}x the floor), "
+        f"group_metrics by source, symbol and overall {metrics * 1e3:.2f} ms "
+        f"({metrics / floor:.1f}x); cells_from_fills makes {calls} np.bincount calls (the "
+        f"fills a chunk at a time) that read {values / FILLS:.0f} keys per fill (a sum per "
+        f"group of cell fields: fees, counts "
+        f"and net PnL by outcome, notional and slippage by decision price), and one bare "
+        f"weighted np.bincount over the {FILLS:,} fills' daily keys takes {one * 1e3:.2f} ms "
+        f"({one / floor:.1f}x the floor, which reads the PnL once with no grouping)"
+    )
+
+
 def _verdict(met: bool) -> str:
     return "met" if met else "not met"
 
@@ -216,6 +260,34 @@ def run(*, repeats: int = 5) -> list[dict[str, object]]:
             best[name] = min(best[name], _seconds(function))
     floor, recompute, quantstats = best["floor"], best["recompute"], best["quantstats"]
     update = best["updates"] / UPDATES
+    floor_met = recompute / floor <= GOAL_FLOOR
+    quantstats_met = recompute / quantstats <= GOAL_QUANTSTATS
+    floor_note = quantstats_note = ""
+    if not (floor_met and quantstats_met):
+        # Where the recompute's time goes: its two parts and one bare grouped sum, timed
+        # apart (best of ``repeats``) after the row's own timings.
+        keys, window = daily_keys(fills), year_window()
+        pieces: dict[str, Callable[[], object]] = {
+            "cells_from_fills": lambda: cells_from_fills(fills, period_seconds=DAY),
+            "group_metrics": lambda: (
+                group_metrics(cells, by="source", window=window, capital=CAPITAL),
+                group_metrics(cells, by="symbol", window=window, capital=CAPITAL),
+                group_metrics(cells, by="overall", window=window, capital=CAPITAL),
+            ),
+            "bincount": lambda: np.bincount(keys, fills.pnl),
+        }
+        parts = dict.fromkeys(pieces, float("inf"))
+        for _ in range(repeats):
+            for name, function in pieces.items():
+                parts[name] = min(parts[name], _seconds(function))
+        cause = _parts_cause(parts, floor, bincount_passes(fills))
+        if not floor_met:
+            floor_note = f" Goal not met: {cause}."
+        if not quantstats_met:
+            quantstats_note = (
+                f" Goal not met: the recompute would have to take at most "
+                f"{quantstats * GOAL_QUANTSTATS * 1e3:.2f} ms; {cause}."
+            )
     return [
         {
             "name": RECOMPUTE_NAME,
@@ -224,11 +296,11 @@ def run(*, repeats: int = 5) -> list[dict[str, object]]:
             "baseline_seconds": round(floor, 6),
             "ratio": round(recompute / floor, 3),
             "goal": f"≤ {GOAL_FLOOR:g}x",
-            "met": recompute / floor <= GOAL_FLOOR,
+            "met": floor_met,
             "note": (
                 f"analytics full recompute: {recompute / floor:.1f}x the bare numpy floor "
-                f"(goal ≤ {GOAL_FLOOR:g}x: {_verdict(recompute / floor <= GOAL_FLOOR)}), "
-                f"{len(cells):,} cells; best of {repeats}."
+                f"(goal ≤ {GOAL_FLOOR:g}x: {_verdict(floor_met)}), "
+                f"{len(cells):,} cells; best of {repeats}.{floor_note}"
             ),
         },
         {
@@ -238,12 +310,12 @@ def run(*, repeats: int = 5) -> list[dict[str, object]]:
             "baseline_seconds": round(quantstats, 6),
             "ratio": round(recompute / quantstats, 3),
             "goal": f"≤ {GOAL_QUANTSTATS:g}x",
-            "met": recompute / quantstats <= GOAL_QUANTSTATS,
+            "met": quantstats_met,
             "note": (
                 f"analytics vs quantstats: quantstats takes {quantstats / recompute:.1f}x as long "
                 f"as the full recompute (goal ≥ {1 / GOAL_QUANTSTATS:g}x: "
-                f"{_verdict(recompute / quantstats <= GOAL_QUANTSTATS)}), although its win rate "
-                "and profit factor count days, not trades."
+                f"{_verdict(quantstats_met)}), although its win rate "
+                f"and profit factor count days, not trades.{quantstats_note}"
             ),
         },
         {

@@ -41,6 +41,7 @@ interrupted benchmark (its actor is ``ACTOR``) is dropped first.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -77,6 +78,21 @@ BASELINE_CASH = 10_000_000  # whole units of a 60,000 price at half the equity
 BASELINE_FRACTION = 0.5  # routing.executor.MAX_FRACTION
 BASELINE_REPEATS = 3
 ACTOR = "bench-replay"
+PROBE_BARS = 240  # an untimed extra replay of the first bars: where a tick's time goes
+STEPS = (
+    "step_risk_state",
+    "step_instruments",
+    "step_market_data",
+    "step_ml_score",
+    "step_signals",
+    "step_size_and_check",
+    "step_route",
+    "step_fills",
+    "step_protection",
+    "step_nav",
+    "step_autotune",
+    "step_heartbeat",
+)
 GOAL_MINUTES = 15
 GOAL_BARS_PER_SECOND = 30 * 1440 / (GOAL_MINUTES * 60)  # 48
 
@@ -266,6 +282,64 @@ def _replay(count: int) -> tuple[float, Any, list[float]]:
     return seconds, run, rates
 
 
+def _replay_probe(count: int) -> tuple[Any, int]:
+    """An extra replay of the first ``min(count, PROBE_BARS)`` bars, untimed for the row,
+    with every executor step timed and each tick's SQL statements counted on the replay's
+    connection (the product's functions wrapped in this process only): the probe and the
+    bars it replayed."""
+    from unittest import mock
+
+    import routing.executor
+    import routing.replay
+    from routing.executor import executor_tick as tick
+    from tests.benchmarks.bench_routing import Probe
+
+    probe = Probe()
+
+    def probed_tick(context: Any, *, renew: Any = None) -> Any:
+        with probe.sql(), probe.phase("tick"):
+            return tick(context, renew=renew) if renew is not None else tick(context)
+
+    bars = min(count, PROBE_BARS)
+    with contextlib.ExitStack() as stack:
+        for step in STEPS:
+            original = getattr(routing.executor, step)
+            stack.enter_context(
+                mock.patch.object(routing.executor, step, probe.wrapped(step, original))
+            )
+        stack.enter_context(mock.patch.object(routing.replay, "executor_tick", probed_tick))
+        _replay(bars)
+    return probe, bars
+
+
+def _replay_cause(probe: Any, bars: int, replay_rate: float) -> str:
+    """Per tick, from the probe: the statements and where the time goes, by step."""
+    ticks = probe.calls["tick"]
+    per_tick = probe.seconds["tick"] / ticks
+    ranked = sorted(STEPS, key=lambda step: -probe.seconds[step])
+    steps = ", ".join(
+        f"{step} {probe.seconds[step] / ticks * 1e3:.1f} ms "
+        f"({probe.queries[step] / ticks:.0f} "
+        f"statement{'' if round(probe.queries[step] / ticks) == 1 else 's'}, "
+        f"{probe.sql_seconds[step] / ticks * 1e3:.1f} ms of them in SQL)"
+        for step in ranked
+        if probe.seconds[step] / ticks >= 0.0005
+    )
+    outside = probe.seconds["tick"] - sum(probe.seconds[step] for step in STEPS)
+    budget = 1 / GOAL_BARS_PER_SECOND
+    sql = probe.total_sql_seconds() / ticks
+    return (
+        f"Goal not met: an extra replay of the first {bars:,} bars, untimed, with each executor "
+        f"step timed: {per_tick * 1e3:.1f} ms per tick ({1 / per_tick:,.1f} bars/s; the timed "
+        f"run {replay_rate:,.1f}) against the {budget * 1e3:.1f} ms a tick may take at "
+        f"{GOAL_BARS_PER_SECOND:.0f} bars/s; each tick ran {probe.total_queries() / ticks:.0f} "
+        f"SQL statements and {probe.savepoints / ticks:.0f} savepoint statements "
+        f"({sql * 1e3:.1f} ms in PostgreSQL, {sql / per_tick:.0%} of the tick; the ticks of a "
+        f"chunk share one transaction); by step, slowest first: {steps}; outside the steps "
+        f"{outside / ticks * 1e3:.1f} ms"
+    )
+
+
 # --- 2. the baseline: backtesting.py -------------------------------------------------------
 
 
@@ -348,6 +422,11 @@ def run() -> list[dict[str, Any]]:
         _bars_store(bars)
         try:
             replay_seconds, replay, rates = _replay(count)
+            if count / replay_seconds < GOAL_BARS_PER_SECOND:
+                probe, probe_bars = _replay_probe(count)
+                cause = " " + _replay_cause(probe, probe_bars, count / replay_seconds) + "."
+            else:
+                cause = ""
         finally:
             _bars_delete(bars)
     baseline_seconds, stats = _baseline(frame)
@@ -396,6 +475,7 @@ def run() -> list[dict[str, Any]]:
         "equivalent in spirit, not trade for trade (no mean reversion, volatility-target "
         "sizing, risk checks or stops); commission 0.0005, 2 bps spread, fills at the next "
         f"bar's open. The replay takes {replay_seconds / baseline_seconds:,.0f}x as long."
+        f"{cause}"
     )
     return [
         {
