@@ -259,8 +259,9 @@ class Database:
 class Stack:
     """Everything one drill runs against; use as a context manager.
 
-    ``workers`` executor workers (queues executor and default), ``ml_workers`` ML workers and
-    one beat (``beat=False`` for none), as the Procfile runs them; the web server when ``web``.
+    ``workers`` executor workers (queues executor and default, 3 processes each), ``ml_workers``
+    ML workers (2 processes each) and one beat (``beat=False`` for none), as the Procfile runs
+    them; the web server when ``web``.
     Children are created on ``__enter__`` and started by :meth:`start_processes`, after the
     drill has migrated and configured its database.
     """
@@ -271,7 +272,7 @@ class Stack:
         *,
         symbols: Iterable[str] = ("BTCUSDT", "ETHUSDT"),
         workers: int = 1,
-        worker_concurrency: int = 2,
+        worker_concurrency: int = 3,
         ml_workers: int = 1,
         beat: bool = True,
         web: bool = True,
@@ -417,7 +418,7 @@ class Stack:
                 "--hostname",
                 f"ml{number}@drill",
                 "--concurrency",
-                "1",
+                "2",
                 "--loglevel",
                 "INFO",
             )
