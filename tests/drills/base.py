@@ -114,3 +114,12 @@ class Checks:
         if not passed:
             line += " — failed: " + "; ".join(self.failed)
         return Verdict(drill=drill, passed=passed, line=line, figures=figures, bounded=bounded)
+
+
+def seconds_text(value: float | None) -> str:
+    """A duration for a verdict line; "never" when it did not happen."""
+    return "never" if value is None else f"{value:.1f} s"
+
+
+def rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

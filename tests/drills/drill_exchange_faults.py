@@ -32,7 +32,7 @@ from django.utils import timezone
 from risk.limits import Side
 from risk.models import RiskLimit, RiskState
 from risk.services import RiskStateConflict, limits_write, risk_unhalt
-from routing.binance_testserver import AcceptedOrder, FaultKind
+from routing.binance_testserver import FAULT_KINDS, AcceptedOrder, FaultKind
 from routing.models import Instrument, MarketBar, Order, Signal, SignalSource
 from routing.orders import STATUS_FROM_VENUE
 from routing.signal_services import signal_submit
@@ -49,19 +49,7 @@ FAULT_SEED = 20261127
 ORDER_PATHS = frozenset({"/fapi/v1/order", "/fapi/v1/algoOrder"})
 # Drawn uniformly from this list: a ban (a halt until the operator lifts it) is rarer than the
 # faults the router rides out by itself.
-RIDDEN_OUT: tuple[FaultKind, ...] = (
-    "rate_limited",
-    "server_error",
-    "unknown_503",
-    "unavailable_503",
-    "internal_503",
-    "throttled_503",
-    "timeout_1007",
-    "timestamp_1021",
-    "accepted_then_timeout",
-    "accepted_then_reset",
-    "slow",
-)
+RIDDEN_OUT: tuple[FaultKind, ...] = tuple(kind for kind in FAULT_KINDS if kind != "banned")
 FAULT_MIX: tuple[FaultKind, ...] = (*RIDDEN_OUT, *RIDDEN_OUT, *RIDDEN_OUT, "banned")
 BACKLOG = 120  # external signals waiting for a tick, at most
 ORDER_NOTIONAL = Decimal("200")  # USDT per order (the order limit; the sizer asks for more)

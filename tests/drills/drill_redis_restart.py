@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from tests.drills.base import Checks, Verdict
+from tests.drills.base import Checks, Verdict, seconds_text
 from tests.drills.common import (
     DashboardWatcher,
     first_heartbeat_after,
@@ -86,8 +86,9 @@ def run(stack: Stack, *, bounded: bool) -> Verdict:
     }
     summary = (
         f"{restarts} restart(s) of {outage_seconds:.0f} s; ticks back in "
-        f"{_s(worst['executor'])}, beat {_s(worst['beat'])}, workers {_s(worst['worker'])}/"
-        f"{_s(worst['ml'])}, dashboard pushes {_s(worst['websocket push'])} "
+        f"{seconds_text(worst['executor'])}, beat {seconds_text(worst['beat'])}, workers "
+        f"{seconds_text(worst['worker'])}/{seconds_text(worst['ml'])}, dashboard pushes "
+        f"{seconds_text(worst['websocket push'])} "
         f"({figures['websocket reconnects']} reconnects); no person involved"
     )
     return checks.verdict("redis_restart", summary, figures, bounded=bounded)
@@ -96,7 +97,3 @@ def run(stack: Stack, *, bounded: bool) -> Verdict:
 def _started_held_task(stack: Stack, before: int) -> bool:
     stack.assert_running()  # a worker that died at the last restart fails the drill here
     return stack.workers[0].log(10_000_000).count("drill_sleep[") > before
-
-
-def _s(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f} s"

@@ -23,7 +23,7 @@ from mlinsights.models import ModelVersion
 from mlinsights.services import MIN_TRAINING_ROWS
 from mlinsights.tasks import model_retrain_task
 from routing.signal_services import signal_submit
-from tests.drills.base import Checks, Verdict
+from tests.drills.base import Checks, Verdict, rounded, seconds_text
 from tests.drills.executor_checks import (
     EXECUTOR_LOCK,
     bars_seed,
@@ -170,8 +170,8 @@ def run(stack: Stack, *, bounded: bool) -> Verdict:
         "ticks before the kill": len(before_kill),
         "ticks after the kill": len(after_kill),
         "seconds after the kill": round(after_seconds, 1),
-        "seconds from the kill to the next tick": _r(first_after),
-        "longest gap between ticks after the kill": _r(max(gaps_after, default=None)),
+        "seconds from the kill to the next tick": rounded(first_after),
+        "longest gap between ticks after the kill": rounded(max(gaps_after, default=None)),
         "ticks per second before the kill": round(rate_before, 2),
         "ticks per second after the kill": round(rate_after, 2),
         "killed while its tick held the lock": killed_mid_tick,
@@ -193,18 +193,10 @@ def run(stack: Stack, *, bounded: bool) -> Verdict:
     summary = (
         f"{len(stack.workers)} executor + {len(stack.ml_workers)} ML workers for "
         f"{seconds:.0f} s, one executor worker killed halfway: {len(ticks)} ticks "
-        f"({len(after_kill)} after the kill, next {_s(first_after)} later), {overlapping} "
-        f"overlapping, {ticks_run_twice} run twice; {comparison.accepted} venue orders, "
-        f"{comparison.duplicates} duplicates; ML tasks per worker "
+        f"({len(after_kill)} after the kill, next {seconds_text(first_after)} later), "
+        f"{overlapping} overlapping, {ticks_run_twice} run twice; {comparison.accepted} venue "
+        f"orders, {comparison.duplicates} duplicates; ML tasks per worker "
         f"{'/'.join(str(n) for n in ml_tasks.values())} (scoring "
         f"{'/'.join(str(n) for n in scoring.values())})"
     )
     return checks.verdict("scale_out", summary, figures, bounded=bounded)
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
-def _s(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f} s"

@@ -30,7 +30,7 @@ from routing.orders import PENDING_ABANDONED_AFTER, orders_resolve_unknown
 from routing.reconcile import symbol_halt, symbol_halted
 from routing.runtime import venue_session
 from routing.signal_services import signal_submit
-from tests.drills.base import Checks, Verdict
+from tests.drills.base import Checks, Verdict, rounded, seconds_text
 from tests.drills.executor_checks import (
     EXECUTOR_LOCK,
     bars_seed,
@@ -270,7 +270,7 @@ def run(stack: Stack, *, bounded: bool) -> Verdict:
     worst_start = max(started) if started else None
     checks.check(
         worst_start is not None and worst_start <= 2 * interval,
-        f"the first tick started {_s(worst_start)} after the worker was ready "
+        f"the first tick started {seconds_text(worst_start)} after the worker was ready "
         f"(two intervals: {2 * interval:.0f} s)",
     )
     mid_order = sum(1 for kill in done if kill.mode == "order")
@@ -289,36 +289,32 @@ def run(stack: Stack, *, bounded: bool) -> Verdict:
         f"orders in halted {HALTED}": halted_orders,
         f"{HALTED} signals refused as halted": halted_refused,
         "schedule interval seconds": interval,
-        "worst restart seconds (kill to ready)": _r(
+        "worst restart seconds (kill to ready)": rounded(
             max((k.restart_seconds for k in done), default=None)
         ),
         "restarts with the dead run's lock still held": sum(
             1 for k in done if k.lock_left_at_ready > 0
         ),
-        "most seconds the dead run's lock had left at ready": _r(
+        "most seconds the dead run's lock had left at ready": rounded(
             max((k.lock_left_at_ready for k in done), default=None)
         ),
         "runs skipped for a held lock between ready and the first tick": sum(
             k.skipped_after_ready for k in done
         ),
-        "worst seconds from ready to the first tick's start": _r(worst_start),
-        "worst seconds from ready to the first tick's heartbeat": _r(max(finished, default=None)),
-        "worst seconds from kill to the first tick's heartbeat": _r(max(after_kill, default=None)),
+        "worst seconds from ready to the first tick's start": rounded(worst_start),
+        "worst seconds from ready to the first tick's heartbeat": rounded(
+            max(finished, default=None)
+        ),
+        "worst seconds from kill to the first tick's heartbeat": rounded(
+            max(after_kill, default=None)
+        ),
     }
     summary = (
         f"{len(done)} SIGKILLs mid-tick ({mid_order} inside order routing, {mid_tick} with the "
         f"lock held); {comparison.accepted} venue orders, {comparison.duplicates} duplicates, "
         f"{comparison.unknown_to_us} unknown, {len(comparison.unresolved)} unresolved; risk "
         f"state as committed ({restores} restores), halts kept; first tick "
-        f"{_s(worst_start)} after ready at worst (limit {2 * interval:.0f} s), restart "
-        f"{_s(figures['worst restart seconds (kill to ready)'])}"
+        f"{seconds_text(worst_start)} after ready at worst (limit {2 * interval:.0f} s), restart "
+        f"{seconds_text(figures['worst restart seconds (kill to ready)'])}"
     )
     return checks.verdict("worker_kill", summary, figures, bounded=bounded)
-
-
-def _r(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)
-
-
-def _s(value: float | None) -> str:
-    return "never" if value is None else f"{value:.1f} s"
