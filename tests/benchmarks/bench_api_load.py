@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.benchmarks.run import env_int
+
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 10_000
 SYMBOL = "BENCHLOADUSDT"
@@ -49,14 +51,6 @@ WAIT = (1.0, 3.0)
 GOAL_P95 = 0.250
 USER_PREFIX = "bench-load-"
 PATH = f"/api/v1/fills/?symbol={SYMBOL}"
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    value = int(raw) if raw else default
-    if value < 1:
-        raise ValueError(f"{name}={raw!r} must be at least 1")
-    return value
 
 
 def _tokens(count: int) -> list[str]:
@@ -165,8 +159,8 @@ def run() -> list[dict[str, Any]]:
     from tests.benchmarks.bench_api_lists import fills_delete, fills_store
     from tests.benchmarks.bench_dashboard import _daphne_process, daphne_errors
 
-    users = _env_int("BENCH_LOAD_USERS", DEFAULT_USERS)
-    seconds = _env_int("BENCH_LOAD_SECONDS", DEFAULT_SECONDS)
+    users = env_int("BENCH_LOAD_USERS", DEFAULT_USERS)
+    seconds = env_int("BENCH_LOAD_SECONDS", DEFAULT_SECONDS)
     User.objects.filter(username__startswith=USER_PREFIX).delete()
     fills_delete(SYMBOL)
     try:

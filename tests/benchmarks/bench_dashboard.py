@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import socket
 import statistics
@@ -41,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tests.benchmarks.run import env_int
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FILLS = 100_000
@@ -65,11 +66,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _fills_count() -> int:
     """Fills to load, from ``BENCH_HEALTH_FILLS`` (default ``DEFAULT_FILLS``)."""
-    raw = os.environ.get("BENCH_HEALTH_FILLS", "").strip()
-    count = int(raw) if raw else DEFAULT_FILLS
-    if count < 1:
-        raise ValueError(f"BENCH_HEALTH_FILLS={raw!r} must be at least 1")
-    return count
+    return env_int("BENCH_HEALTH_FILLS", DEFAULT_FILLS)
 
 
 def _synthetic(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:

@@ -43,6 +43,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from tests.benchmarks.run import env_int
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CLIENTS = 500
 DEFAULT_SECONDS = 30
@@ -51,14 +53,6 @@ GRACE = 5.0
 GOAL_P99 = 0.250
 USERNAME = "bench-websocket"
 LOG = ROOT / "var" / "bench-ws-clients.log"
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    value = int(raw) if raw else default
-    if value < 1:
-        raise ValueError(f"{name}={raw!r} must be at least 1")
-    return value
 
 
 def _line(stream: IO[str], process: subprocess.Popen[str], timeout: float, what: str) -> str:
@@ -173,8 +167,8 @@ def _benchmark() -> list[dict[str, Any]]:
     from tests.benchmarks.ws_clients import CONNECTING
     from tradingsite.live import DASHBOARD_GROUP, live_push
 
-    clients = _env_int("BENCH_WS_CLIENTS", DEFAULT_CLIENTS)
-    seconds = _env_int("BENCH_WS_SECONDS", DEFAULT_SECONDS)
+    clients = env_int("BENCH_WS_CLIENTS", DEFAULT_CLIENTS)
+    seconds = env_int("BENCH_WS_SECONDS", DEFAULT_SECONDS)
     baseline_seconds = min(BASELINE_SECONDS, seconds)
     User.objects.filter(username=USERNAME).delete()
     user = User.objects.create_user(USERNAME)

@@ -34,6 +34,15 @@ MODULES = (
 )
 
 
+def env_int(name: str, default: int) -> int:
+    """A benchmark's size from the environment (``default`` when unset); at least 1."""
+    raw = os.environ.get(name, "").strip()
+    value = int(raw) if raw else default
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} must be at least 1")
+    return value
+
+
 def _setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
     os.environ.setdefault("ENV", "test")
